@@ -1,0 +1,307 @@
+"""The base model through TransformerLens 4's TransformerBridge: loading, tokenising, batched hook reads."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from .errors import NeuronProbeError
+
+SHORT_HOOKS = {
+    "pre": "blocks.{L}.mlp.hook_pre",
+    "post": "blocks.{L}.mlp.hook_post",
+    "mlp_out": "blocks.{L}.hook_mlp_out",
+    "attn_out": "blocks.{L}.hook_attn_out",
+    "resid_pre": "blocks.{L}.hook_resid_pre",
+    "resid_mid": "blocks.{L}.hook_resid_mid",
+    "resid_post": "blocks.{L}.hook_resid_post",
+}
+MLP_NEURON_TYPES = ("pre", "post")
+_BLOCK_RE = re.compile(r"^blocks\.(\d+)\.")
+
+
+@dataclass
+class LoadedModel:
+    """A booted bridge with its own tokenizer, on one device, in eval mode."""
+
+    bridge: Any
+    tokenizer: Any
+    source: str
+    processing: str
+    device: torch.device
+
+    @property
+    def n_layers(self) -> int:
+        return int(self.bridge.cfg.n_layers)
+
+    @property
+    def d_model(self) -> int:
+        return int(self.bridge.cfg.d_model)
+
+    @property
+    def d_mlp(self) -> int:
+        return int(self.bridge.cfg.d_mlp)
+
+    @property
+    def n_ctx(self) -> int:
+        return int(self.bridge.cfg.n_ctx)
+
+    @property
+    def pad_id(self) -> int:
+        tok = self.tokenizer
+        for candidate in (tok.pad_token_id, tok.eos_token_id, tok.bos_token_id):
+            if candidate is not None:
+                return int(candidate)
+        return 0
+
+    def has_hook(self, name: str) -> bool:
+        return name in self.bridge.hook_dict
+
+    def W_in(self, layer: int) -> torch.Tensor:
+        """`[d_model, d_mlp]` input weights of layer `layer` under this processing."""
+        return self.bridge.blocks[layer].mlp.W_in.detach()
+
+    def b_in(self, layer: int) -> torch.Tensor:
+        return self.bridge.blocks[layer].mlp.b_in.detach()
+
+    def W_out(self, layer: int) -> torch.Tensor:
+        """`[d_mlp, d_model]` output weights of layer `layer` under this processing."""
+        return self.bridge.blocks[layer].mlp.W_out.detach()
+
+    def unembed_final(self, resid: torch.Tensor) -> torch.Tensor:
+        """Logits from final-layer residual vectors: `unembed(ln_final(resid))`, differentiable."""
+        return self.bridge.unembed(self.bridge.ln_final(resid))
+
+
+_MODELS: dict[tuple[str, str, str], LoadedModel] = {}
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """`auto` picks cuda, then mps, then cpu; an unavailable device is a clear error."""
+    name = str(device or "auto")
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise NeuronProbeError(f"unknown device {name!r}; expected cpu, cuda, mps or auto", key="device") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise NeuronProbeError("device 'cuda' requested but CUDA is not available", key="device")
+    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise NeuronProbeError("device 'mps' requested but MPS is not available", key="device")
+    return dev
+
+
+def load_model(source: str, processing: str = "compat", device: str | torch.device | None = "cpu") -> LoadedModel:
+    """Boot `source` (a local HF directory or a hub name, cached offline) once per process per key."""
+    dev = resolve_device(device)
+    key = (source, processing, str(dev))
+    if key in _MODELS:
+        return _MODELS[key]
+    from transformer_lens.model_bridge import TransformerBridge
+    from transformers import AutoTokenizer
+
+    local = Path(source).is_dir()
+    if local and not (Path(source) / "config.json").is_file():
+        raise NeuronProbeError("not a Hugging Face model directory (no config.json)", path=source,
+                               key="base_model_path")
+    try:
+        with warnings.catch_warnings(), _quiet_transformers():
+            warnings.simplefilter("ignore")
+            bridge = TransformerBridge.boot_transformers(source, device=str(dev))
+            tokenizer = AutoTokenizer.from_pretrained(source)
+            bridge.enable_compatibility_mode(disable_warnings=True, no_processing=(processing == "raw"))
+    except NeuronProbeError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any loader failure becomes one clear message
+        where = "local model directory" if local else "model name (hub cache; no network here)"
+        raise NeuronProbeError(f"could not load base model as a {where}: {type(exc).__name__}: "
+                               f"{str(exc).splitlines()[0] if str(exc) else ''}",
+                               path=source if local else None, key="base_model_path" if local else "base_model_name"
+                               ) from None
+    bridge.eval()
+    for p in bridge.parameters():
+        p.requires_grad_(False)
+    model = LoadedModel(bridge=bridge, tokenizer=tokenizer, source=source, processing=processing, device=dev)
+    _MODELS[key] = model
+    return model
+
+
+@contextlib.contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """Silence transformers' progress bars and info logs while booting."""
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:  # pragma: no cover
+        yield
+        return
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+def hook_name(layer_type: str, layer: int) -> str:
+    """TransformerLens hook name of a `layer_type` (short like `post`, or full) at `layer`."""
+    if "." in layer_type:
+        return layer_type
+    short = layer_type.removeprefix("hook_")
+    if short in SHORT_HOOKS:
+        return SHORT_HOOKS[short].format(L=layer)
+    return f"blocks.{layer}.hook_{short}"
+
+
+def hook_layer(name: str) -> int | None:
+    m = _BLOCK_RE.match(name)
+    return int(m.group(1)) if m else None
+
+
+def encode(model: LoadedModel, texts: Sequence[str], *, prepend_bos: bool, source: str | Path | None = None,
+           ) -> list[list[int]]:
+    """Token ids per text with the model's own tokenizer; BOS in front only when `prepend_bos`.
+
+    Texts longer than the context keep their first `n_ctx` tokens, with a warning.
+    """
+    tok = model.tokenizer
+    bos = tok.bos_token_id
+    if prepend_bos and bos is None:
+        raise NeuronProbeError("prepend_bos is true but the tokenizer has no BOS token", path=source,
+                               key="prepend_bos")
+    ids = tok(list(texts), add_special_tokens=True)["input_ids"]
+    out: list[list[int]] = []
+    truncated = []
+    for i, row in enumerate(ids):
+        row = list(row)
+        if prepend_bos and (not row or row[0] != bos):
+            row = [int(bos), *row]
+        if len(row) > model.n_ctx:
+            truncated.append(i)
+            row = row[: model.n_ctx]
+        if not row:
+            raise NeuronProbeError(f"text {i} ({texts[i]!r}) has no tokens", path=source, key="text")
+        out.append(row)
+    if truncated:
+        warnings.warn(f"{source or 'texts'}: {len(truncated)} text(s) longer than the model's context "
+                      f"({model.n_ctx} tokens) were truncated to their first {model.n_ctx} tokens "
+                      f"(rows {truncated[:5]}{' …' if len(truncated) > 5 else ''})", stacklevel=2)
+    return out
+
+
+def positions(token_lists: Sequence[Sequence[int]], token_pos: str | int, *, source: str | Path | None = None,
+              ) -> np.ndarray:
+    """Per text, the index read at `token_pos`: its own last real token, or an integer (negative counts back)."""
+    lengths = np.array([len(t) for t in token_lists])
+    if token_pos == "last":
+        return lengths - 1
+    pos = int(token_pos)
+    out = np.where(pos < 0, lengths + pos, pos)
+    bad = np.flatnonzero((out < 0) | (out >= lengths))
+    if len(bad):
+        i = int(bad[0])
+        raise NeuronProbeError(f"token_pos {pos} is outside text {i} ({lengths[i]} tokens); "
+                               f"{len(bad)} text(s) too short", path=source, key="token_pos")
+    return out
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Right-padded texts of similar length; `rows` index into the caller's text list."""
+
+    rows: np.ndarray
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    pos: torch.Tensor
+
+
+def batches(token_lists: Sequence[Sequence[int]], pos: np.ndarray, *, batch_size: int, pad_id: int,
+            device: torch.device) -> Iterator[Batch]:
+    """Batches sorted by length (stable), right padding, so no text sees padding before its own tokens."""
+    order = np.argsort([len(t) for t in token_lists], kind="stable")
+    for start in range(0, len(order), batch_size):
+        rows = order[start:start + batch_size]
+        width = max(len(token_lists[i]) for i in rows)
+        ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for j, i in enumerate(rows):
+            ids[j, : len(token_lists[i])] = torch.tensor(token_lists[i], dtype=torch.long)
+            mask[j, : len(token_lists[i])] = 1
+        yield Batch(rows=rows, input_ids=ids.to(device), attention_mask=mask.to(device),
+                    pos=torch.as_tensor(pos[rows], dtype=torch.long, device=device))
+
+
+class _Stop(Exception):
+    """Raised inside the deepest hook we need, to skip the rest of the forward pass."""
+
+
+def stop_hook_for(hooks: Sequence[str], n_layers: int) -> str | None:
+    """The hook after which nothing we read is computed: `blocks.{max layer}.hook_resid_post`."""
+    layers = [hook_layer(h) for h in hooks]
+    if any(layer is None for layer in layers):
+        return None
+    return f"blocks.{max(layers)}.hook_resid_post"
+
+
+def run_batch(model: LoadedModel, batch: Batch, read: Sequence[str],
+              patch: tuple[str, Callable[[torch.Tensor], torch.Tensor]] | None = None) -> dict[str, torch.Tensor]:
+    """One forward pass; returns each `read` hook's value at each row's position, `[rows, d]`.
+
+    `patch` = (hook name, fn(value at positions [rows]) -> new values) edits one neuron at the positions.
+    Stops after the deepest hook read.
+    """
+    out: dict[str, torch.Tensor] = {}
+    idx = torch.arange(len(batch.rows), device=batch.input_ids.device)
+    stop = stop_hook_for([*read, *([patch[0]] if patch else [])], model.n_layers)
+
+    def make(name: str) -> Callable:
+        def hook(value: torch.Tensor, hook: Any) -> torch.Tensor:
+            if patch is not None and name == patch[0]:
+                value = patch[1](value, idx, batch.pos)
+            if name in read:
+                out[name] = value[idx, batch.pos].detach().clone()
+            if name == stop:
+                raise _Stop
+            return value
+        return hook
+
+    names = list(dict.fromkeys([*([patch[0]] if patch else []), *read, *([stop] if stop else [])]))
+    try:
+        model.bridge.run_with_hooks(batch.input_ids, attention_mask=batch.attention_mask,
+                                    fwd_hooks=[(n, make(n)) for n in names])
+    except _Stop:
+        pass
+    return out
+
+
+def collect(model: LoadedModel, token_lists: Sequence[Sequence[int]], pos: np.ndarray, read: Sequence[str], *,
+            batch_size: int = 32, patch: tuple[str, Callable] | None = None,
+            progress: Callable[[int], None] | None = None) -> dict[str, torch.Tensor]:
+    """Batched `run_batch` over all texts, results in the caller's text order."""
+    n = len(token_lists)
+    result: dict[str, torch.Tensor] = {}
+    with torch.inference_mode():
+        for batch in batches(token_lists, pos, batch_size=batch_size, pad_id=model.pad_id, device=model.device):
+            values = run_batch(model, batch, read, patch)
+            for name, v in values.items():
+                if name not in result:
+                    result[name] = torch.empty((n, *v.shape[1:]), dtype=v.dtype, device=v.device)
+                result[name][torch.as_tensor(batch.rows, device=v.device)] = v
+            if progress:
+                progress(len(batch.rows))
+    return result
