@@ -258,23 +258,23 @@ def stop_hook_for(hooks: Sequence[str], n_layers: int) -> str | None:
     return f"blocks.{max(layers)}.hook_resid_post"
 
 
-def run_batch(model: LoadedModel, batch: Batch, read: Sequence[str],
-              patch: tuple[str, Callable[[torch.Tensor], torch.Tensor]] | None = None) -> dict[str, torch.Tensor]:
-    """One forward pass; returns each `read` hook's value at each row's position, `[rows, d]`.
+def forward_read(model: LoadedModel, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, read: Sequence[str],
+                 patch: tuple[str, Callable] | None = None, **kwargs: Any) -> dict[str, torch.Tensor]:
+    """One forward pass; returns each `read` hook's value at each row's `pos`, `[rows, d]`.
 
-    `patch` = (hook name, fn(value at positions [rows]) -> new values) edits one neuron at the positions.
-    Stops after the deepest hook read.
+    `patch` = (hook name, fn(value, rows, pos) -> value) edits the hook's value before it is read.
+    Stops after the deepest hook involved. `kwargs` go to the bridge (e.g. a KV cache).
     """
     out: dict[str, torch.Tensor] = {}
-    idx = torch.arange(len(batch.rows), device=batch.input_ids.device)
+    rows = torch.arange(len(ids), device=ids.device)
     stop = stop_hook_for([*read, *([patch[0]] if patch else [])], model.n_layers)
 
     def make(name: str) -> Callable:
         def hook(value: torch.Tensor, hook: Any) -> torch.Tensor:
             if patch is not None and name == patch[0]:
-                value = patch[1](value, idx, batch.pos)
+                value = patch[1](value, rows, pos)
             if name in read:
-                out[name] = value[idx, batch.pos].detach().clone()
+                out[name] = value[rows, pos].detach().clone()
             if name == stop:
                 raise _Stop
             return value
@@ -282,11 +282,16 @@ def run_batch(model: LoadedModel, batch: Batch, read: Sequence[str],
 
     names = list(dict.fromkeys([*([patch[0]] if patch else []), *read, *([stop] if stop else [])]))
     try:
-        model.bridge.run_with_hooks(batch.input_ids, attention_mask=batch.attention_mask,
-                                    fwd_hooks=[(n, make(n)) for n in names])
+        model.bridge.run_with_hooks(ids, attention_mask=mask, fwd_hooks=[(n, make(n)) for n in names], **kwargs)
     except _Stop:
         pass
     return out
+
+
+def run_batch(model: LoadedModel, batch: Batch, read: Sequence[str],
+              patch: tuple[str, Callable] | None = None, **kwargs: Any) -> dict[str, torch.Tensor]:
+    """`forward_read` on a padded batch at its rows' positions."""
+    return forward_read(model, batch.input_ids, batch.attention_mask, batch.pos, read, patch, **kwargs)
 
 
 def collect(model: LoadedModel, token_lists: Sequence[Sequence[int]], pos: np.ndarray, read: Sequence[str], *,

@@ -1,0 +1,290 @@
+"""Activation-patching analysis (SPEC §4): edit the neuron at the read position, watch the prediction move."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from .errors import NeuronProbeError
+from .models import Batch, LoadedModel, batches, forward_read, hook_layer, run_batch
+from .probe import Probe
+from .projection import analysed_rows
+from .stats import LinearFit, Undefined, bootstrap_slope_ci, correlate, finite_or_none, fit_line
+
+MODES = ("scale", "set", "add")
+DEFAULT_FACTORS = {"scale": (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0)}
+METHODS = ("cached", "full")
+
+
+@dataclass(frozen=True)
+class PerInput:
+    """One text's own fit of prediction change on activation change."""
+
+    text: str
+    slope: float | Undefined
+    r_squared: float | Undefined
+    direct_slope: float | Undefined
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"text": self.text, "slope": finite_or_none(self.slope), "r_squared": finite_or_none(self.r_squared),
+                "direct_slope": finite_or_none(self.direct_slope)}
+
+
+@dataclass(frozen=True)
+class PatchingResult:
+    """Pooled and per-text effects of patching the neuron on the head's prediction."""
+
+    run_name: str
+    mode: str
+    factors: tuple[float, ...]
+    n_texts: int
+    fit: LinearFit
+    baseline_correlation: float | Undefined
+    direct: LinearFit
+    avg_activation_changes: tuple[float, ...]
+    avg_prediction_changes: tuple[float, ...]
+    per_input: tuple[PerInput, ...] = field(repr=False)
+    options: dict[str, Any] = field(repr=False)
+    arrays: dict[str, Any] = field(repr=False, compare=False)
+
+    @property
+    def slope(self) -> float | Undefined:
+        return self.fit.slope
+
+    @property
+    def intercept(self) -> float | Undefined:
+        return self.fit.intercept
+
+    @property
+    def r_squared(self) -> float | Undefined:
+        return self.fit.r_squared
+
+    @property
+    def slope_ci(self) -> tuple:
+        return self.fit.ci
+
+    @property
+    def direct_slope(self) -> float | Undefined:
+        """The slope the direct path alone predicts (neuron output → head, linearised per text)."""
+        return self.direct.slope
+
+    @property
+    def direct_fraction(self) -> float | Undefined:
+        if isinstance(self.slope, float) and isinstance(self.direct_slope, float) and self.slope != 0:
+            return self.direct_slope / self.slope
+        return Undefined("slope is zero or undefined")
+
+    def as_dict(self) -> dict[str, Any]:
+        """The `patching` part of summary.json (SPEC §5), plus extras."""
+        return {
+            "mode": self.mode,
+            "factors": list(self.factors),
+            "n_texts": self.n_texts,
+            "baseline_correlation": finite_or_none(self.baseline_correlation),
+            "slope": finite_or_none(self.fit.slope),
+            "intercept": finite_or_none(self.fit.intercept),
+            "r_squared": finite_or_none(self.fit.r_squared),
+            "slope_ci_low": finite_or_none(self.fit.ci_low),
+            "slope_ci_high": finite_or_none(self.fit.ci_high),
+            "avg_activation_changes": [finite_or_none(v) for v in self.avg_activation_changes],
+            "avg_prediction_changes": [finite_or_none(v) for v in self.avg_prediction_changes],
+            "per_input": [p.as_dict() for p in self.per_input],
+            "direct_slope": finite_or_none(self.direct.slope),
+            "direct_fraction": finite_or_none(self.direct_fraction),
+            "options": dict(self.options),
+        }
+
+    def __repr__(self) -> str:
+        return (f"PatchingResult({self.run_name!r}, {self.mode} x{len(self.factors)}, n={self.n_texts}, "
+                f"slope={_f(self.slope)} ci=[{_f(self.fit.ci_low)}, {_f(self.fit.ci_high)}], "
+                f"R²={_f(self.r_squared)}, direct={_f(self.direct_slope)})")
+
+
+def _f(x: Any) -> str:
+    return f"{x:.3f}" if isinstance(x, float) else "undefined"
+
+
+def analyze_patching(probe: Probe, *, mode: str = "scale", factors: Sequence[float] | None = None,
+                     texts: Sequence[str] | None = None, max_samples: int | None = None, split: str | None = None,
+                     n_resamples: int = 1000, seed: int = 0, batch_size: int = 32, method: str = "cached",
+                     progress: Callable[[int], None] | None = None) -> PatchingResult:
+    """Patch the neuron at `token_pos` for each factor and fit prediction change on activation change."""
+    if mode not in MODES:
+        raise NeuronProbeError(f"mode must be one of {', '.join(MODES)}, got {mode!r}", key="mode")
+    if method not in METHODS:
+        raise NeuronProbeError(f"method must be one of {', '.join(METHODS)}, got {method!r}", key="method")
+    if factors is None:
+        if mode not in DEFAULT_FACTORS:
+            raise NeuronProbeError(f"mode {mode!r} needs explicit values (factors=[...])", key="factors")
+        factors = DEFAULT_FACTORS[mode]
+    factors = tuple(float(f) for f in factors)
+    if not factors or not all(np.isfinite(factors)):
+        raise NeuronProbeError(f"factors must be a non-empty list of finite numbers, got {list(factors)}",
+                               key="factors")
+    if texts is None:
+        data, used_split = analysed_rows(probe, max_samples=max_samples, seed=seed, split=split)
+        texts = data["text"].tolist()
+    else:
+        texts, used_split = [str(t) for t in texts], "given texts"
+    if not texts:
+        raise NeuronProbeError("no texts to patch", key="texts")
+    sweep = sweep_patches(probe, texts, mode, factors, batch_size=batch_size, method=method, progress=progress)
+    act0, pred0, act, pred, slopes = (sweep[k] for k in ("activation", "prediction", "patched_activation",
+                                                         "patched_prediction", "direct_per_text"))
+    d_act, d_pred = act - act0[:, None], pred - pred0[:, None]
+    T, F = d_act.shape
+    groups = np.repeat(np.arange(T), F)
+    fit = fit_line(d_act.ravel(), d_pred.ravel())
+    if fit.defined and n_resamples > 0 and T > 1:
+        lo, hi = bootstrap_slope_ci(d_act.ravel(), d_pred.ravel(), groups, n_resamples=n_resamples, seed=seed)
+        fit = replace(fit, ci_low=lo, ci_high=hi)
+    direct = fit_line(d_act.ravel(), (slopes[:, None] * d_act).ravel())
+    per_input = []
+    for i in range(T):
+        own = fit_line(d_act[i], d_pred[i])
+        per_input.append(PerInput(text=texts[i], slope=own.slope, r_squared=own.r_squared,
+                                  direct_slope=float(slopes[i]) if np.isfinite(slopes[i]) else Undefined("non-finite")))
+    base = correlate(act0, pred0, n_resamples=0)
+    options = {"mode": mode, "factors": list(factors), "split": used_split, "max_samples": max_samples,
+               "n_resamples": n_resamples, "seed": seed, "batch_size": batch_size, "method": method}
+    arrays = {"texts": list(texts), "factors": np.array(factors), "activation": act0, "prediction": pred0,
+              "patched_activation": act, "patched_prediction": pred, "activation_change": d_act,
+              "prediction_change": d_pred, "direct_per_text": slopes}
+    return PatchingResult(run_name=probe.run.name, mode=mode, factors=factors, n_texts=T, fit=fit,
+                          baseline_correlation=base.r, direct=direct,
+                          avg_activation_changes=tuple(float(v) for v in d_act.mean(0)),
+                          avg_prediction_changes=tuple(float(v) for v in d_pred.mean(0)),
+                          per_input=tuple(per_input), options=options, arrays=arrays)
+
+
+def _patch_fn(mode: str, neuron: int, values: torch.Tensor) -> Callable:
+    """fn(hook value, rows, positions) writing the patched neuron; `values` holds one factor per row."""
+
+    def patch(act: torch.Tensor, rows: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        act = act.clone()
+        current = act[rows, pos, neuron]
+        new = {"scale": current * values, "set": values.to(act.dtype).expand_as(current),
+               "add": current + values}[mode]
+        act[rows, pos, neuron] = new.to(act.dtype)
+        return act
+
+    return patch
+
+
+def sweep_patches(probe: Probe, texts: Sequence[str], mode: str, factors: Sequence[float], *, batch_size: int = 32,
+                  method: str = "cached", progress: Callable[[int], None] | None = None) -> dict[str, np.ndarray]:
+    """Baseline and patched activation/prediction per (text, factor), plus the direct-path slope per text.
+
+    `cached`: one clean pass fills a KV cache, then one single-token pass re-runs only each text's read
+    position for all factors at once. `full`: a full patched forward per factor (the reference).
+    """
+    toks = probe.tokens(texts)
+    pos = probe.positions(toks)
+    model = probe.model
+    T, F = len(toks), len(factors)
+    out = {"activation": np.empty(T), "prediction": np.empty(T), "patched_activation": np.empty((T, F)),
+           "patched_prediction": np.empty((T, F)), "direct_per_text": np.empty(T)}
+    factor_t = torch.tensor(factors, dtype=torch.float32, device=model.device)
+    feature, neuron_hook = probe.feature_hook, probe.neuron_hook
+    read = list(dict.fromkeys([neuron_hook, feature]))
+    for batch in batches(toks, pos, batch_size=batch_size, pad_id=model.pad_id, device=model.device):
+        rows, B = batch.rows, len(batch.rows)
+        # Rows repeated factor-major (row b under factor f at f*B + b), each with its own factor.
+        patch = (neuron_hook, _patch_fn(mode, probe.neuron, factor_t.repeat_interleave(B)))
+        with torch.inference_mode():
+            if method == "cached":
+                from transformers import DynamicCache
+
+                cache = DynamicCache()
+                clean = run_batch(model, batch, read, past_key_values=cache, use_cache=True)
+                patched = _single_token_pass(model, batch, cache, F, read, patch)
+            else:
+                clean = run_batch(model, batch, read)
+                big = Batch(rows=np.tile(rows, F), input_ids=batch.input_ids.repeat(F, 1),
+                            attention_mask=batch.attention_mask.repeat(F, 1), pos=batch.pos.repeat(F))
+                patched = run_batch(model, big, read, patch)
+            x0 = clean[feature].float()
+            a0 = clean[neuron_hook][:, probe.neuron].float()
+            out["activation"][rows] = _cpu(a0)
+            out["prediction"][rows] = _cpu(probe.head.predict(x0))
+            out["patched_activation"][rows] = _cpu(patched[neuron_hook][:, probe.neuron].float().reshape(F, B).T)
+            out["patched_prediction"][rows] = _cpu(probe.head.predict(patched[feature].float()).reshape(F, B).T)
+        out["direct_per_text"][rows] = _cpu(_direct_slopes(probe, x0, a0))
+        if progress:
+            progress(B)
+    return out
+
+
+def _cpu(t: torch.Tensor) -> np.ndarray:
+    return t.detach().to("cpu", torch.float64).numpy()
+
+
+def _direct_slopes(probe: Probe, x: torch.Tensor, a0: torch.Tensor) -> torch.Tensor:
+    """Per text, d prediction / d activation along the direct path alone: grad_x head · (what one unit writes).
+
+    The head's gradient includes `ln_final` for a token head. Later layers' reactions are left out by design.
+    """
+    name = probe.neuron_hook
+    feature_layer = hook_layer(probe.feature_hook)
+    if feature_layer is not None and feature_layer < probe.layer:
+        return torch.zeros(len(x), device=x.device)
+    scale = torch.ones_like(a0)
+    if name.endswith(("mlp.hook_post", "mlp.hook_pre")):
+        write = probe.model.W_out(probe.layer)[probe.neuron].float()
+        if name.endswith("mlp.hook_pre"):
+            scale = _act_derivative(probe.model.bridge.cfg.act_fn, a0)
+    elif name.endswith(RESIDUAL_WRITERS):
+        write = torch.zeros(probe.model.d_model, device=x.device)
+        write[probe.neuron] = 1.0
+    else:
+        return torch.full((len(x),), float("nan"), device=x.device)
+    with torch.inference_mode(False), torch.enable_grad():
+        xg = x.detach().clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad(probe.head.smooth(xg).sum(), xg)
+    return scale * (grad @ write)
+
+
+RESIDUAL_WRITERS = ("hook_resid_pre", "hook_resid_mid", "hook_resid_post", "hook_mlp_out", "hook_attn_out")
+
+
+def _act_derivative(act_fn: str | None, pre: torch.Tensor) -> torch.Tensor:
+    """d act(pre) / d pre for GPT-2's activations; NaN for one we do not know."""
+    approximate = {"gelu_new": "tanh", "gelu_pytorch_tanh": "tanh", "gelu_fast": "tanh", "gelu": "none"}
+    if act_fn not in approximate:
+        return torch.full_like(pre, float("nan"))
+    with torch.inference_mode(False), torch.enable_grad():
+        p = pre.detach().clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad(torch.nn.functional.gelu(p, approximate=approximate[act_fn]).sum(), p)
+    return grad
+
+
+def _single_token_pass(model: LoadedModel, batch: Batch, cache, F: int, read: Sequence[str], patch):
+    """Re-run only each text's read position, for all factors at once, attending to the cached keys before it.
+
+    A patch at position p cannot change anything before p (causal attention), so the cached keys/values of
+    positions < p are exact; only position p is recomputed, with its true position id.
+    """
+    B, width = batch.input_ids.shape
+    dev = batch.input_ids.device
+    ids = batch.input_ids[torch.arange(B, device=dev), batch.pos].repeat(F)[:, None]
+    before = (torch.arange(width, device=dev)[None, :] < batch.pos[:, None]).long()
+    mask = torch.cat([before, torch.ones((B, 1), dtype=torch.long, device=dev)], dim=1).repeat(F, 1)
+    zero = torch.zeros(B * F, dtype=torch.long, device=dev)
+    return forward_read(model, ids, mask, zero, read, patch, past_key_values=_repeat_cache(cache, F),
+                        use_cache=True, position_ids=batch.pos.repeat(F)[:, None])
+
+
+def _repeat_cache(cache, F: int):
+    """A copy of the cache with each layer's batch repeated F times, factor-major."""
+    import copy
+
+    big = copy.copy(cache)
+    big.layers = [copy.copy(layer) for layer in cache.layers]
+    for layer in big.layers:
+        if getattr(layer, "keys", None) is not None and layer.keys.numel():
+            layer.keys = layer.keys.repeat(F, 1, 1, 1)
+            layer.values = layer.values.repeat(F, 1, 1, 1)
+    return big
