@@ -1,0 +1,95 @@
+"""summary.json (SPEC §5): one dict per run, with provenance."""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .patching import PatchingResult
+from .probe import Probe
+from .projection import NAMES, ProjectionResult
+
+LIBRARIES = ("torch", "transformer_lens", "transformers", "numpy", "scipy", "pandas")
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _version(name: str) -> str | None:
+    try:
+        return metadata.version(name.replace("_", "-"))
+    except metadata.PackageNotFoundError:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return None
+
+
+def provenance(probe: Probe) -> dict[str, Any]:
+    """What produced these numbers: file hashes, model, processing, device, versions."""
+    run, model = probe.run, probe.model
+    dtype = next(iter(model.bridge.parameters())).dtype
+    head_hash = file_sha256(run.head_path) if run.head_path.is_file() else None
+    return {
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "pytest_neuronprobe": __version__,
+        "head_sha256": head_hash,
+        "config_sha256": file_sha256(run.config_path),
+        "dataset_sha256": file_sha256(run.dataset_path),
+        "head_path": str(run.head_path),
+        "config_path": str(run.config_path),
+        "dataset_path": str(run.dataset_path),
+        "model_source": model.source,
+        "processing": model.processing,
+        "prepend_bos": run.config.prepend_bos,
+        "token_pos": run.config.token_pos,
+        "neuron_hook": probe.neuron_hook,
+        "feature_hook": probe.feature_hook,
+        "device": str(model.device),
+        "dtype": str(dtype).removeprefix("torch."),
+        "python": platform.python_version(),
+        "libraries": {name: _version(name) for name in LIBRARIES},
+    }
+
+
+def build_summary(probe: Probe, projection: ProjectionResult | None = None,
+                  patching: PatchingResult | None = None) -> dict[str, Any]:
+    """The SPEC §5 dict; analyses not run are present as empty objects / null."""
+    run = probe.run
+    split = projection.split if projection is not None else run.split
+    summary: dict[str, Any] = {
+        "run": {
+            "path": str(run.path),
+            "name": run.name,
+            "target_layer": run.layer,
+            "target_neuron": run.neuron,
+            "head_type": run.head_type,
+            "base_model": run.config.base_model_name or run.base_model,
+            "split": split,
+        },
+        "dataset_size": projection.n if projection is not None else len(run.analysed()),
+        "weight_similarities": {"head_input": None, "head_output": None, "input_output": None},
+        "projections": {name: {} for name in NAMES},
+        "patching": None,
+    }
+    if projection is not None:
+        extra = projection.as_dict()
+        summary["weight_similarities"] = extra["weight_similarities"]
+        summary["projections"] = extra["projections"]
+        summary["null"] = extra["null"]
+        summary["self_check"] = extra["self_check"]
+        summary["projection_options"] = extra["options"]
+    if patching is not None:
+        summary["patching"] = patching.as_dict()
+    summary["provenance"] = provenance(probe)
+    return summary
