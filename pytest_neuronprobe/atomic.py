@@ -1,0 +1,100 @@
+"""Atomic file writes: a reader sees the old file or the new one, never a partial one."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["write_bytes_atomic", "write_text_atomic", "write_json_atomic"]
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some filesystems (and all of Windows) cannot fsync a directory
+    finally:
+        os.close(fd)
+
+
+def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` via a temp file in the same directory, fsync and os.replace."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    while True:
+        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.tmp")
+        try:
+            # 0o666 lets the process umask decide the final mode, as a plain open() would.
+            fd = os.open(tmp, flags, 0o666)
+            break
+        except FileExistsError:
+            continue
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    _fsync_dir(target.parent)
+    return target
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str, encoding: str = "utf-8") -> Path:
+    """Write ``text`` atomically (UTF-8 by default, no newline translation)."""
+    return write_bytes_atomic(path, text.encode(encoding))
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
+
+
+def _find_non_finite(obj: Any, where: str = "$") -> str | None:
+    if isinstance(obj, (float, np.floating)):
+        return where if not math.isfinite(float(obj)) else None
+    if isinstance(obj, np.ndarray):
+        obj = obj.tolist()
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            found = _find_non_finite(value, f"{where}.{key}")
+            if found:
+                return found
+    elif isinstance(obj, (list, tuple)):
+        for i, value in enumerate(obj):
+            found = _find_non_finite(value, f"{where}[{i}]")
+            if found:
+                return found
+    return None
+
+
+def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> Path:
+    """Write ``obj`` as indented JSON atomically; NaN/Infinity raise ValueError and nothing is written."""
+    try:
+        text = json.dumps(obj, indent=2, allow_nan=False, sort_keys=False, default=_json_default)
+    except ValueError as exc:
+        where = _find_non_finite(obj)
+        detail = f" at {where}" if where else ""
+        raise ValueError(f"refusing to write {os.fspath(path)}: non-finite number{detail} ({exc})") from exc
+    return write_text_atomic(path, text + "\n")
