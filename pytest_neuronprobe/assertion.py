@@ -1,0 +1,162 @@
+"""Assertions that read well: explanations of analysis numbers, and claims in Python tests.
+
+`describe_operand` is what the plugin's `pytest_assertrepr_compare` prints for an operand that is
+one of the current test's analysis numbers: the metric's name, its estimate, its 95% interval,
+n and the run. `assert_claim` judges a claim written in the claims-file language
+(`"projection.head.r >= 0.8"`, `"patching.slope 1.0 +- 0.2"`, `">= baseline - 0.05"`) on
+the analysis results a test received::
+
+    from pytest_neuronprobe.assertion import assert_claim
+
+    def test_head(projection, patching):
+        assert_claim("projection.head.r >= 0.8", projection)          # judged on the interval's bound
+        assert_claim("patching.slope 1.0 +- 0.3", patching, judge="estimate")
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable, Mapping
+
+__all__ = ["assert_claim", "check_claim", "describe_operand", "results_of", "summary_of"]
+
+_CORRELATION_FIELDS = ("r", "ci_low", "ci_high", "r_squared", "p_value", "spearman")
+_NULL_FIELDS = ("observed", "p_value", "percentile_95", "selectivity")
+_UNDEFINED_NOTE = ("an undefined number compares False with everything, so this assertion fails "
+                   "instead of passing silently")
+
+
+def _f(x: Any) -> str:
+    if isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x):
+        return f"{x:.4g}" if abs(x) >= 1e-3 or x == 0 else f"{x:.3g}"
+    reason = getattr(x, "reason", None)
+    return f"undefined ({reason})" if reason else "undefined"
+
+
+def results_of(values: Mapping[str, Any] | Iterable[Any]) -> list[Any]:
+    """The ProjectionResult / PatchingResult objects among a test's fixture values."""
+    from .patching import PatchingResult
+    from .projection import ProjectionResult
+
+    items = values.values() if isinstance(values, Mapping) else values
+    return [v for v in items if isinstance(v, (ProjectionResult, PatchingResult))]
+
+
+def _candidates(results: Iterable[Any]) -> Iterable[tuple[str, Any, str]]:
+    """(metric name, value, description) for every number of the given results."""
+    from .patching import PatchingResult
+    from .projection import NAMES, ProjectionResult
+
+    for res in results:
+        if isinstance(res, ProjectionResult):
+            where = f"run {res.run_name}, {res.split} split"
+            for name in NAMES:
+                c = getattr(res, name)
+                interval = f"95% interval [{_f(c.ci_low)}, {_f(c.ci_high)}]"
+                for fld in _CORRELATION_FIELDS:
+                    value = getattr(c, fld)
+                    if fld == "r":
+                        text = f"projection.{name}.r = {_f(c.r)}, {interval}, n = {c.n} ({where})"
+                    else:
+                        text = (f"projection.{name}.{fld} = {_f(value)} (r = {_f(c.r)}, {interval}, n = {c.n}; "
+                                f"{where})")
+                    yield f"projection.{name}.{fld}", value, text
+            for w in ("head_input", "head_output", "input_output"):
+                value = getattr(res.weights, w)
+                yield f"projection.weights.{w}", value, f"projection.weights.{w} = {_f(value)} (cosine; {where})"
+            null = res.null
+            if null is not None:
+                for kind in ("random", "neurons"):
+                    comp = getattr(null, kind)
+                    if comp is None:
+                        continue
+                    for fld in _NULL_FIELDS:
+                        value = getattr(comp, fld)
+                        yield (f"projection.null.{kind}.{fld}", value,
+                               f"projection.null.{kind}.{fld} = {_f(value)} (|r| of the head {_f(comp.observed)} "
+                               f"vs the null's 95th percentile {_f(comp.percentile_95)} over {comp.n_null} "
+                               f"{comp.label or kind}; p = {_f(comp.p_value)}; {where})")
+        elif isinstance(res, PatchingResult):
+            fit = res.fit
+            where = f"run {res.run_name}, {res.mode} x{len(res.factors)}, {res.n_texts} texts"
+            interval = f"95% interval [{_f(fit.ci_low)}, {_f(fit.ci_high)}]"
+            yield "patching.slope", fit.slope, (f"patching.slope = {_f(fit.slope)}, {interval}, "
+                                                f"R² = {_f(fit.r_squared)}, n = {fit.n} points ({where})")
+            for name, value in (("ci_low", fit.ci_low), ("ci_high", fit.ci_high), ("intercept", fit.intercept),
+                                ("r_squared", fit.r_squared)):
+                yield (f"patching.{name}", value,
+                       f"patching.{name} = {_f(value)} (slope = {_f(fit.slope)}, {interval}; {where})")
+            yield ("patching.direct_slope", res.direct_slope,
+                   f"patching.direct_slope = {_f(res.direct_slope)} (direct path only; total slope = "
+                   f"{_f(fit.slope)}; {where})")
+            yield ("patching.baseline_correlation", res.baseline_correlation,
+                   f"patching.baseline_correlation = {_f(res.baseline_correlation)} ({where})")
+            yield ("patching.direct_fraction", res.direct_fraction,
+                   f"patching.direct_fraction = {_f(res.direct_fraction)} (direct / total slope; {where})")
+
+
+def describe_operand(x: Any, results: Iterable[Any], label: str | None = None) -> str | None:
+    """A line explaining `x` if it is an analysis number of `results` (or undefined), else None."""
+    from .stats import Correlation, LinearFit, NullComparison, Undefined
+
+    run = f" (run {label})" if label else ""
+    if isinstance(x, (Correlation, LinearFit, NullComparison)):
+        return f"{x!r}{run}"
+    found = list(_candidates(results))
+    for _, value, text in found:
+        if value is x:
+            return text + (f"; {_UNDEFINED_NOTE}" if isinstance(x, Undefined) else "")
+    if isinstance(x, Undefined):
+        return f"undefined: {x.reason}; {_UNDEFINED_NOTE}{run}"
+    if isinstance(x, float) and math.isfinite(x):
+        matches = [text for _, value, text in found if isinstance(value, float) and value == x]
+        if len(matches) == 1:
+            return matches[0]
+    return None
+
+
+def summary_of(*results: Any) -> dict[str, Any]:
+    """The parts of a summary.json (SPEC §5) that the given results fill (for claims.flatten)."""
+    from .patching import PatchingResult
+    from .projection import ProjectionResult
+
+    summary: dict[str, Any] = {"run": {"name": None}}
+    for res in results:
+        if isinstance(res, ProjectionResult):
+            d = res.as_dict()
+            summary["run"]["name"] = res.run_name
+            summary.update(dataset_size=d["dataset_size"], weight_similarities=d["weight_similarities"],
+                           projections=d["projections"], null=d["null"])
+        elif isinstance(res, PatchingResult):
+            summary["run"]["name"] = summary["run"]["name"] or res.run_name
+            summary["patching"] = res.as_dict()
+        elif isinstance(res, Mapping):
+            summary.update(res)
+        else:
+            raise TypeError(f"expected ProjectionResult, PatchingResult or a summary dict, got {type(res).__name__}")
+    return summary
+
+
+def check_claim(claim: str, *results: Any, baseline: Mapping[str, Any] | None = None, judge: str = "bound"):
+    """The claims.Verdict of `claim` ("METRIC EXPR") on the given results (and baseline summary)."""
+    from .claims import evaluate, flatten, parse_claim
+
+    parsed = parse_claim(claim, judge=judge)
+    base = None if baseline is None else flatten(baseline)
+    return evaluate(parsed, flatten(summary_of(*results)), base)
+
+
+def assert_claim(claim: str, *results: Any, baseline: Mapping[str, Any] | None = None,
+                 judge: str = "bound") -> None:
+    """Fail the test with the verdict's message unless `claim` holds on the results.
+
+    `results`: ProjectionResult / PatchingResult objects (the fixtures) or summary dicts;
+    `baseline`: a summary dict (e.g. the `neuron_baseline` fixture) for claims using `baseline`;
+    `judge`: "bound" (metrics with an interval are judged on its bound) or "estimate".
+    """
+    __tracebackhide__ = True
+    verdict = check_claim(claim, *results, baseline=baseline, judge=judge)
+    if not verdict.passed:
+        names = {getattr(r, "run_name", None) for r in results} - {None}
+        run = f" (run {', '.join(sorted(names))})" if names else ""
+        raise AssertionError(verdict.message + run)
