@@ -226,13 +226,18 @@ def _direct_slopes(probe: Probe, x: torch.Tensor, a0: torch.Tensor) -> torch.Ten
     """Per text, d prediction / d activation along the direct path alone: grad_x head · (what one unit writes).
 
     The head's gradient includes `ln_final` for a token head. Later layers' reactions are left out by design.
+    Defined for residual-stream features (or a head reading the neuron's own hook); NaN otherwise.
     """
-    name = probe.neuron_hook
-    feature_layer = hook_layer(probe.feature_hook)
-    if feature_layer is not None and feature_layer < probe.layer:
-        return torch.zeros(len(x), device=x.device)
+    name, feature = probe.neuron_hook, probe.feature_hook
     scale = torch.ones_like(a0)
-    if name.endswith(("mlp.hook_post", "mlp.hook_pre")):
+    if feature == name:
+        write = torch.zeros(x.shape[1], device=x.device)
+        write[probe.neuron] = 1.0
+    elif not feature.endswith(("hook_resid_pre", "hook_resid_mid", "hook_resid_post")):
+        return torch.full((len(x),), float("nan"), device=x.device)
+    elif _reads_before(feature, name):
+        return torch.zeros(len(x), device=x.device)
+    elif name.endswith(("mlp.hook_post", "mlp.hook_pre")):
         write = probe.model.W_out(probe.layer)[probe.neuron].float()
         if name.endswith("mlp.hook_pre"):
             scale = _act_derivative(probe.model.bridge.cfg.act_fn, a0)
@@ -245,6 +250,19 @@ def _direct_slopes(probe: Probe, x: torch.Tensor, a0: torch.Tensor) -> torch.Ten
         xg = x.detach().clone().requires_grad_(True)
         (grad,) = torch.autograd.grad(probe.head.smooth(xg).sum(), xg)
     return scale * (grad @ write)
+
+
+def _reads_before(feature: str, neuron_hook: str) -> bool:
+    """Whether the residual-stream `feature` is computed before the neuron writes (so the patch cannot reach it)."""
+    f_layer, n_layer = hook_layer(feature), hook_layer(neuron_hook)
+    if f_layer is None or n_layer is None:
+        return False
+    if f_layer != n_layer:
+        return f_layer < n_layer
+    order = ["hook_resid_pre", "hook_attn_out", "hook_resid_mid", "mlp.hook_pre", "mlp.hook_post", "hook_mlp_out",
+             "hook_resid_post"]
+    rank = lambda h: next((i for i, s in enumerate(order) if h.endswith(s)), len(order))  # noqa: E731
+    return rank(feature) < rank(neuron_hook)
 
 
 RESIDUAL_WRITERS = ("hook_resid_pre", "hook_resid_mid", "hook_resid_post", "hook_mlp_out", "hook_attn_out")

@@ -82,7 +82,7 @@ def open_probe(run: Run, device: str | torch.device | None = "auto") -> Probe:
     if named_layer is not None and named_layer != run.layer:
         raise NeuronProbeError(f"layer_type names layer {named_layer} but the target layer is {run.layer}",
                                path=run.config_path, key="layer_type")
-    width = model.d_mlp if neuron_hook.endswith(("mlp.hook_pre", "mlp.hook_post")) else model.d_model
+    width = hook_width(model, neuron_hook)
     if not 0 <= run.neuron < width:
         raise NeuronProbeError(f"target neuron {run.neuron} is out of range for {neuron_hook} (width {width})",
                                path=run.config_path, key="target_neuron")
@@ -99,19 +99,24 @@ def open_probe(run: Run, device: str | torch.device | None = "auto") -> Probe:
     if not model.has_hook(feature):
         raise NeuronProbeError(f"{feature!r} is not a TransformerLens hook of this model", path=run.config_path,
                                key="feature_hook")
-    head = build_head(run, model)
+    head = build_head(run, model, hook_width(model, feature))
     return Probe(run=run, model=model, head=head, neuron_hook=neuron_hook, feature_hook=feature,
                  final_hook=final_hook)
 
 
-def build_head(run: Run, model: LoadedModel) -> Head:
-    """The run's head on the model's device."""
+def hook_width(model: LoadedModel, name: str) -> int:
+    """Width of a hook's last dimension: d_mlp for MLP neurons, d_model for residual-stream hooks."""
+    return model.d_mlp if name.endswith(("mlp.hook_pre", "mlp.hook_post")) else model.d_model
+
+
+def build_head(run: Run, model: LoadedModel, width: int) -> Head:
+    """The run's head on the model's device; `width` is what its feature hook holds."""
     cfg = run.config
     if cfg.head_type == "token":
         ids = digit_token_ids(model.tokenizer, cfg.digit_tokens, int(model.bridge.cfg.d_vocab), path=run.config_path)
         return TokenHead(unembed=model.unembed_final, digit_ids=ids.to(model.device))
     state = load_state_dict(run.head_path)
-    head: LinearHead = linear_head(state, head_type=cfg.head_type, d_model=model.d_model, path=run.head_path,
+    head: LinearHead = linear_head(state, head_type=cfg.head_type, d_model=width, path=run.head_path,
                                    bin_edges=cfg.bin_edges)
     return head.to(model.device)
 

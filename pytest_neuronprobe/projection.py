@@ -167,7 +167,11 @@ def analyze_projection(probe: Probe, *, input_hook: str = "resid_mid", max_sampl
         arrays["input"] = _np(values[input_name].float() @ w_in)
         arrays["output"] = _np(values[output_name].float() @ w_out)
         arrays["neuron_dir"] = _np(values[probe.final_hook].float() @ (w_out / w_out.norm()))
-        weights = WeightSimilarities(_cos(direction, w_in), _cos(direction, w_out), _cos(w_in, w_out))
+        if direction.shape[0] == w_in.shape[0]:
+            weights = WeightSimilarities(_cos(direction, w_in), _cos(direction, w_out), _cos(w_in, w_out))
+        else:
+            other = Undefined(f"the head reads {probe.feature_hook}, not the residual stream")
+            weights = WeightSimilarities(other, other, _cos(w_in, w_out))
     else:
         why = Undefined(absent)
         weights = WeightSimilarities(why, why, why)
@@ -220,7 +224,7 @@ def _null_baseline(probe: Probe, x: torch.Tensor, truth: np.ndarray, direction: 
     r = head.r if head.defined else float("nan")
     random = empirical_null(r, _finite(_abs_r_columns(x @ random_dirs, truth)), label="random directions")
     neurons = None
-    if probe.is_mlp_neuron:
+    if probe.is_mlp_neuron and x.shape[1] == probe.model.d_model:
         w_out = probe.model.W_out(probe.layer).float()
         others = torch.cat([w_out[: probe.neuron], w_out[probe.neuron + 1:]])
         neurons = empirical_null(r, _finite(_abs_r_columns(x @ others.T, truth)),
