@@ -486,24 +486,21 @@ def _options(request: pytest.FixtureRequest, name: str) -> dict[str, Any]:
 
 @pytest.fixture
 def neuron_run(_neuronprobe_run: str, request: pytest.FixtureRequest) -> Run:
-    """The probe-training run under test (a `runs.Run`): paths, config, layer, neuron, dataset.
-
-    Tests using it run once per `--neuron-run` (ids = run names), and are skipped when no run
-    is given (an error with `--neuron-require-run`)::
-
+    """The probe-training run under test (`runs.Run`: paths, config, layer, neuron, dataset).
+    Tests using a run fixture run once per --neuron-run (ids = run names); without a run they
+    are skipped and counted (an error with --neuron-require-run). Example:
         def test_reads_a_late_layer(neuron_run):
             assert neuron_run.layer >= 6, neuron_run
-            assert neuron_run.head_type == "regression"
     """
     return _state(request.config).run(_neuronprobe_run)
 
 
 @pytest.fixture
 def probe_head(_neuronprobe_run: str, request: pytest.FixtureRequest) -> Head:
-    """The run's trained prediction head (`heads.Head`), in eval mode on the session's device::
-
-        def test_head_is_linear(probe_head):
-            assert not probe_head.has_hidden
+    """The run's trained prediction head (`heads.Head`: `.predict(x)`, `.direction(x)`, `.head_type`),
+    in eval mode on the session's device. Example:
+        def test_head_matches_the_config(probe_head, neuron_run):
+            assert probe_head.head_type == neuron_run.head_type
     """
     return _state(request.config).probe(_neuronprobe_run).head
 
@@ -511,8 +508,7 @@ def probe_head(_neuronprobe_run: str, request: pytest.FixtureRequest) -> Head:
 @pytest.fixture
 def hooked_model(_neuronprobe_run: str, request: pytest.FixtureRequest) -> LoadedModel:
     """The run's base model (`models.LoadedModel`: `.bridge` is the TransformerLens bridge,
-    `.tokenizer`, `.device`), loaded once per session and device::
-
+    `.tokenizer`, `.device`), loaded once per session and device. Example:
         def test_neuron_hook_exists(hooked_model, neuron_run):
             assert hooked_model.has_hook(f"blocks.{neuron_run.layer}.mlp.hook_post")
     """
@@ -521,10 +517,9 @@ def hooked_model(_neuronprobe_run: str, request: pytest.FixtureRequest) -> Loade
 
 @pytest.fixture
 def neuron_dataset(_neuronprobe_run: str, request: pytest.FixtureRequest) -> pd.DataFrame:
-    """The dataset rows the projection analysis reads (a pandas DataFrame with `text`,
-    `activation`, maybe `split`): the test split (else val, else all), subsampled by
-    `--neuron-max-samples` or `@pytest.mark.projection(max_samples=..., split=..., seed=...)`::
-
+    """The dataset rows the projection analysis reads (pandas DataFrame: text, activation, maybe
+    split): the test split (else val, else all), subsampled by --neuron-max-samples or
+    @pytest.mark.projection(max_samples=, split=, seed=). Example:
         def test_activations_vary(neuron_dataset):
             assert neuron_dataset["activation"].std() > 0
     """
@@ -533,22 +528,17 @@ def neuron_dataset(_neuronprobe_run: str, request: pytest.FixtureRequest) -> pd.
 
 @pytest.fixture
 def projection(_neuronprobe_run: str, request: pytest.FixtureRequest) -> ProjectionResult:
-    """The projection analysis (SPEC §3) of the run: Pearson r of each projection with the
-    ground-truth activation, with a bootstrap 95% interval, weight cosines and a null baseline.
-    Computed once per session per (run, device, options) and shared by every test that asks.
-    Options via `@pytest.mark.projection(max_samples=, split=, n_resamples=, seed=,
-    null_directions=, input_hook=)`::
-
+    """The projection analysis (SPEC §3) of the run (`projection.ProjectionResult`): Pearson r of
+    each projection (prediction, head, input, output, neuron_dir, live) with the ground truth,
+    with a bootstrap 95% interval (`.r`, `.ci_low`, `.ci_high`, `.n`), weight cosines
+    (`.weights`) and a null baseline (`.null.random.selectivity`). Computed once per session
+    per (run, device, options), shared by every test that asks. Example:
         def test_head_tracks_neuron(projection):
-            assert projection.head.ci_low > 0.8      # the whole interval, not just the estimate
-            assert projection.live.r > 0.999         # the dataset matches this model
-
-        @pytest.mark.projection(n_resamples=200, null_directions=50)
-        def test_selective(projection):
-            assert projection.null.random.selectivity > 0
-
-    An undefined number (e.g. a constant projection) compares False with everything, so a
-    claim on it fails with its reason, never passes.
+            assert projection.head.ci_low > 0.8   # the whole interval, not just the estimate
+            assert projection.live.r > 0.999      # the dataset matches this model
+    Options: @pytest.mark.projection(max_samples=, split=, n_resamples=, seed=,
+    null_directions=, input_hook=). An undefined number (e.g. a constant projection) compares
+    False with everything: an assertion on it fails, with its reason.
     """
     state = _state(request.config)
     result = state.projection(_neuronprobe_run, _options(request, "projection"))
@@ -562,19 +552,15 @@ def projection(_neuronprobe_run: str, request: pytest.FixtureRequest) -> Project
 
 @pytest.fixture
 def patching(_neuronprobe_run: str, request: pytest.FixtureRequest) -> PatchingResult:
-    """The activation-patching analysis (SPEC §4) of the run: scale/set/add the neuron at the
-    read position and fit the head's prediction change on the activation change (`.slope`,
-    `.fit` with its interval, `.r_squared`, `.direct_slope`, `.per_input`). Options via
-    `@pytest.mark.patching(mode=, factors=, texts=, max_samples=, split=, n_resamples=, seed=,
-    method=)`::
-
+    """The activation-patching analysis (SPEC §4) of the run (`patching.PatchingResult`): scale,
+    set or add the neuron at the read position and fit the head's prediction change on the
+    activation change (`.slope`, `.fit` with its 95% interval, `.r_squared`, `.direct_slope`,
+    `.per_input`). Computed once per session per (run, device, options). Example:
+        @pytest.mark.patching(factors=[0.0, 0.5, 1.0, 2.0], max_samples=100)
         def test_head_follows_the_neuron(patching):
             assert patching.slope == pytest.approx(1.0, abs=0.2)
-            assert patching.r_squared > 0.9
-
-        @pytest.mark.patching(mode="set", factors=[0.0, 1.0, 2.0], max_samples=50)
-        def test_set_values(patching):
-            ...
+    Options: @pytest.mark.patching(mode=, factors=, texts=, max_samples=, split=, n_resamples=,
+    seed=, method=).
     """
     state = _state(request.config)
     result = state.patching(_neuronprobe_run, _options(request, "patching"))
@@ -585,9 +571,8 @@ def patching(_neuronprobe_run: str, request: pytest.FixtureRequest) -> PatchingR
 
 @pytest.fixture
 def neuron_baseline(_neuronprobe_run: str, request: pytest.FixtureRequest) -> dict[str, Any]:
-    """The baseline summary.json dict of this run (from `--neuron-baseline`), to compare with.
-    Skipped, with the reason, when no baseline is given or it holds no summary for the run::
-
+    """The baseline summary.json dict of this run (from --neuron-baseline), to compare with;
+    skipped, with the reason, when no baseline is given or it holds no summary for the run. Example:
         def test_head_no_worse(projection, neuron_baseline):
             before = neuron_baseline["projections"]["head"]["correlation"]
             assert projection.head.r >= before - 0.05

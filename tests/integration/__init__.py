@@ -1,0 +1,1 @@
+"""Integration tests of the pytest plugin (driven by pytester)."""
