@@ -412,14 +412,20 @@ class ClaimItem(pytest.Item):
         self.verdict: Any = None
 
     def runtest(self) -> None:
-        from .claims import evaluate
+        from .claims import Verdict, evaluate
 
         state = _state(self.config)
         if self.label is None:
             _no_run(state)
         projection, patching = self.needs
         metrics = state.metrics(self.label, projection=projection, patching=patching)
-        baseline = state.baseline_metrics(self.label) if self.claim.expr.uses_baseline else None
+        baseline = None
+        if self.claim.expr.uses_baseline and state.settings.baseline is not None:
+            baseline = state.baseline_metrics(self.label)
+            if baseline is None:  # a baseline was given but has nothing for this run: say why
+                _, why = state.baseline_for(self.label)
+                self.verdict = Verdict(False, f"{self.claim.text} failed: {why}", "estimate", {})
+                raise ClaimFailed(self.verdict.message)
         self.verdict = verdict = evaluate(self.claim, metrics, baseline)
         self.user_properties.append(("neuron_run", self.label))
         self.user_properties.append(("claim", self.claim.text))

@@ -890,8 +890,8 @@ class NeuronSession:
             n = self.counters["no_run"]
             lines.append(f"{n} test(s) skipped: {NO_RUN_REASON}")
         if self.counters.get("no_baseline"):
-            lines.append(f"{self.counters['no_baseline']} test(s) skipped: no baseline for their run "
-                         "(see the skip reasons; pass --neuron-baseline PATH)")
+            hint = "see the skip reasons" if self.settings.baseline else "pass --neuron-baseline PATH"
+            lines.append(f"{self.counters['no_baseline']} test(s) skipped: no baseline for their run ({hint})")
         done = self.finished
         if done is not None:
             if done.index_html is not None:

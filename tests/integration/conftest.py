@@ -36,6 +36,17 @@ PATCHING_KEYS = {"mode", "factors", "baseline_correlation", "slope", "intercept"
                  "avg_activation_changes", "avg_prediction_changes", "per_input"}
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread() -> Any:
+    """Tiny models run far faster on one thread (and do not fight other processes for the cores)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def read_json(path: Path) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 

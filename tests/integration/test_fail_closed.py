@@ -64,7 +64,7 @@ def test_require_run_fails_the_session_even_without_run_tests(pytester: pytest.P
 
 def test_require_run_is_satisfied_by_a_run(pytester: pytest.Pytester, regression_run: Path) -> None:
     pytester.makepyfile(RUN_TESTS)
-    result = pytester.runpytest_inprocess("--neuron-require-run", "--neuron-run", str(regression_run))
+    result = pytester.runpytest_inprocess("--neuron-require-run", f"--neuron-run={regression_run}")
     result.assert_outcomes(passed=3)
     assert result.ret == pytest.ExitCode.OK
 
@@ -79,7 +79,7 @@ def test_claims_files_without_a_run_are_skipped(pytester: pytest.Pytester) -> No
 def test_claim_on_an_undefined_number_fails(pytester: pytest.Pytester, constant_run: Path) -> None:
     pytester.makefile(".yaml", neuron_claims='projection.head.r: ">= -1"\n'
                                              'projection.head.p_value: "<= 1"\n')
-    result = pytester.runpytest_inprocess("--neuron-run", str(constant_run), "-W", "ignore")
+    result = pytester.runpytest_inprocess(f"--neuron-run={constant_run}", "-W", "ignore")
     result.assert_outcomes(failed=2)
     result.stdout.fnmatch_lines([
         "*projection.head.r >= -1 failed: projection.head.r is undefined: *",
@@ -104,7 +104,7 @@ def test_python_assertion_on_an_undefined_number_fails_and_says_why(pytester: py
         def test_not_equal_is_not_a_loophole(projection):
             assert projection.head.r == pytest.approx(0.0, abs=10)
     """)
-    result = pytester.runpytest_inprocess("--neuron-run", str(constant_run), "-W", "ignore")
+    result = pytester.runpytest_inprocess(f"--neuron-run={constant_run}", "-W", "ignore")
     result.assert_outcomes(failed=3)
     result.stdout.fnmatch_lines([
         "*projection.head.r = undefined (*), 95% interval [[]undefined*",

@@ -46,7 +46,7 @@ def test_fixtures_return_the_documented_objects(pytester: pytest.Pytester, regre
         def test_baseline_skips_without_one(neuron_baseline):
             raise AssertionError("unreachable")
     """)
-    result = pytester.runpytest_inprocess("--neuron-run", str(regression_run), "-rs")
+    result = pytester.runpytest_inprocess(f"--neuron-run={regression_run}", "-rs")
     result.assert_outcomes(passed=5, skipped=1)
     result.stdout.fnmatch_lines(["*SKIPPED*no --neuron-baseline given*"])
 
@@ -68,7 +68,7 @@ def test_heavy_work_once_per_session_and_progress_lines(pytester: pytest.Pyteste
             def test_three(self, projection):
                 pass
     """)
-    args = [a for run in two_runs for a in ("--neuron-run", str(run))]
+    args = [f"--neuron-run={run}" for run in two_runs]
     result = pytester.runpytest_inprocess(*args)
     result.assert_outcomes(passed=6)
     for run in two_runs:
@@ -87,7 +87,7 @@ def test_one_session_cache_serves_fixtures_and_claims(pytester: pytest.Pytester,
             assert projection.options["n_resamples"] == 1000
     """)
     pytester.makefile(".yaml", neuron_claims='projection.head.r: ">= 0"\n')
-    result = pytester.runpytest_inprocess("--neuron-run", str(regression_run))
+    result = pytester.runpytest_inprocess(f"--neuron-run={regression_run}")
     result.assert_outcomes(passed=2)
     assert len([line for line in result.outlines if line.startswith("neuronprobe: projection of")]) == 1
 

@@ -25,7 +25,7 @@ def test_projection_marker_options_reach_the_analysis(pytester: pytest.Pytester,
             assert projection.n == len(neuron_run.data)
             assert projection.null is None
     """)
-    result = pytester.runpytest_inprocess("--neuron-run", str(regression_run))
+    result = pytester.runpytest_inprocess(f"--neuron-run={regression_run}")
     result.assert_outcomes(passed=2)
 
 
@@ -44,7 +44,7 @@ def test_patching_marker_options_reach_the_analysis(pytester: pytest.Pytester, r
         def test_texts(patching):
             assert [p.text for p in patching.per_input] == ["one two three", "4 5 6"]
     """)
-    result = pytester.runpytest_inprocess("--neuron-run", str(regression_run))
+    result = pytester.runpytest_inprocess(f"--neuron-run={regression_run}")
     result.assert_outcomes(passed=2)
 
 
@@ -65,7 +65,7 @@ def test_same_options_share_one_analysis_different_ones_do_not(pytester: pytest.
         def test_c(projection):
             pass
     """)
-    result = pytester.runpytest_inprocess("--neuron-run", str(regression_run))
+    result = pytester.runpytest_inprocess(f"--neuron-run={regression_run}")
     result.assert_outcomes(passed=3)
     lines = [line for line in result.outlines if line.startswith("neuronprobe: projection of")]
     assert len(lines) == 2, lines
@@ -139,7 +139,7 @@ def test_neuron_run_marker_pins_the_run(pytester: pytest.Pytester, two_runs: lis
     result.assert_outcomes(passed=1, skipped=1)
     result.stdout.fnmatch_lines([f"*test_pinned[[]{pinned.name}[]] PASSED*"])
     # With --neuron-run, the marker still wins for the pinned test.
-    result = pytester.runpytest_inprocess("--neuron-run", str(other), "-v")
+    result = pytester.runpytest_inprocess(f"--neuron-run={other}", "-v")
     result.assert_outcomes(passed=2)
 
 

@@ -22,7 +22,7 @@ def test_plain():
 
 def test_one_run_parametrizes_by_name(pytester: pytest.Pytester, regression_run: Path) -> None:
     pytester.makepyfile(TEST_FILE)
-    result = pytester.runpytest_inprocess("--neuron-run", str(regression_run), "-v")
+    result = pytester.runpytest_inprocess(f"--neuron-run={regression_run}", "-v")
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines([
         f"neuronprobe: runs: {regression_run.name} ({regression_run})",
@@ -33,7 +33,7 @@ def test_one_run_parametrizes_by_name(pytester: pytest.Pytester, regression_run:
 
 def test_repeated_option_gives_one_test_per_run(pytester: pytest.Pytester, two_runs: list[Path]) -> None:
     pytester.makepyfile(TEST_FILE)
-    args = [a for run in two_runs for a in ("--neuron-run", str(run))]
+    args = [f"--neuron-run={run}" for run in two_runs]
     result = pytester.runpytest_inprocess(*args, "-v")
     result.assert_outcomes(passed=3)
     result.stdout.fnmatch_lines([f"*test_head[[]{run.name}[]] PASSED*" for run in two_runs])
@@ -54,8 +54,8 @@ def test_glob_is_expanded_and_skips_files(pytester: pytest.Pytester, two_runs: l
 
 def test_same_run_twice_is_one_run(pytester: pytest.Pytester, regression_run: Path) -> None:
     pytester.makepyfile(TEST_FILE)
-    result = pytester.runpytest_inprocess("--neuron-run", str(regression_run), "--neuron-run",
-                                          str(regression_run) + "/", "-v")
+    result = pytester.runpytest_inprocess(f"--neuron-run={regression_run}",
+                                          f"--neuron-run={regression_run}/", "-v")
     result.assert_outcomes(passed=2)
 
 
@@ -94,7 +94,7 @@ def test_ini_paths_are_relative_to_the_ini_file(pytester: pytest.Pytester, regre
 
 def test_tests_without_run_fixtures_are_not_parametrized(pytester: pytest.Pytester, two_runs: list[Path]) -> None:
     pytester.makepyfile("def test_a():\n    pass\n")
-    args = [a for run in two_runs for a in ("--neuron-run", str(run))]
+    args = [f"--neuron-run={run}" for run in two_runs]
     result = pytester.runpytest_inprocess(*args, "-v")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*test_a PASSED*"])
