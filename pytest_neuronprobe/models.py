@@ -259,18 +259,24 @@ def stop_hook_for(hooks: Sequence[str], n_layers: int) -> str | None:
 
 
 def forward_read(model: LoadedModel, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, read: Sequence[str],
-                 patch: tuple[str, Callable] | None = None, **kwargs: Any) -> dict[str, torch.Tensor]:
+                 patch: tuple[str, Callable] | None = None, *, inject: tuple[str, torch.Tensor] | None = None,
+                 **kwargs: Any) -> dict[str, torch.Tensor]:
     """One forward pass; returns each `read` hook's value at each row's `pos`, `[rows, d]`.
 
-    `patch` = (hook name, fn(value, rows, pos) -> value) edits the hook's value before it is read.
-    Stops after the deepest hook involved. `kwargs` go to the bridge (e.g. a KV cache).
+    `inject` = (hook name, `[rows, d]`) overwrites that hook's value at `pos` first; `patch` = (hook name,
+    fn(value, rows, pos) -> value) then edits a hook's value before it is read. Stops after the deepest hook
+    involved. `kwargs` go to the bridge (e.g. a KV cache).
     """
     out: dict[str, torch.Tensor] = {}
     rows = torch.arange(len(ids), device=ids.device)
-    stop = stop_hook_for([*read, *([patch[0]] if patch else [])], model.n_layers)
+    edited = [h for h in (inject[0] if inject else None, patch[0] if patch else None) if h]
+    stop = stop_hook_for([*read, *edited], model.n_layers)
 
     def make(name: str) -> Callable:
         def hook(value: torch.Tensor, hook: Any) -> torch.Tensor:
+            if inject is not None and name == inject[0]:
+                value = value.clone()
+                value[rows, pos] = inject[1].to(value.dtype)
             if patch is not None and name == patch[0]:
                 value = patch[1](value, rows, pos)
             if name in read:
@@ -280,12 +286,31 @@ def forward_read(model: LoadedModel, ids: torch.Tensor, mask: torch.Tensor, pos:
             return value
         return hook
 
-    names = list(dict.fromkeys([*([patch[0]] if patch else []), *read, *([stop] if stop else [])]))
+    names = list(dict.fromkeys([*edited, *read, *([stop] if stop else [])]))
     try:
         model.bridge.run_with_hooks(ids, attention_mask=mask, fwd_hooks=[(n, make(n)) for n in names], **kwargs)
     except _Stop:
         pass
     return out
+
+
+@contextlib.contextmanager
+def blocks_from(model: LoadedModel, layer: int) -> Iterator[bool]:
+    """Temporarily run only blocks `layer`.. (the caller injects `blocks.{layer}.hook_resid_pre`).
+
+    Yields False, changing nothing, where the model's block list cannot be found.
+    """
+    first = model.bridge.blocks[0]
+    for module in model.bridge.original_model.modules():
+        for name, child in module.named_children():
+            if isinstance(child, torch.nn.ModuleList) and len(child) == model.n_layers and child[0] is first:
+                setattr(module, name, torch.nn.ModuleList(list(child)[layer:]))
+                try:
+                    yield True
+                finally:
+                    setattr(module, name, child)
+                return
+    yield False
 
 
 def run_batch(model: LoadedModel, batch: Batch, read: Sequence[str],

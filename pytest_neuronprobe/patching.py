@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from .errors import NeuronProbeError
-from .models import Batch, LoadedModel, batches, forward_read, hook_layer, run_batch
+from .models import Batch, LoadedModel, batches, blocks_from, forward_read, hook_layer, run_batch
 from .probe import Probe
 from .projection import analysed_rows
 from .stats import LinearFit, Undefined, bootstrap_slope_ci, correlate, finite_or_none, fit_line
@@ -107,11 +107,11 @@ def _f(x: Any) -> str:
     return f"{x:.3f}" if isinstance(x, float) else "undefined"
 
 
-def analyze_patching(probe: Probe, *, mode: str = "scale", factors: Sequence[float] | None = None,
+def patching_options(*, mode: str = "scale", factors: Sequence[float] | None = None,
                      texts: Sequence[str] | None = None, max_samples: int | None = None, split: str | None = None,
                      n_resamples: int = 1000, seed: int = 0, batch_size: int = 32, method: str = "cached",
-                     progress: Callable[[int], None] | None = None) -> PatchingResult:
-    """Patch the neuron at `token_pos` for each factor and fit prediction change on activation change."""
+                     ) -> dict[str, Any]:
+    """Validated patching options with defaults filled in."""
     if mode not in MODES:
         raise NeuronProbeError(f"mode must be one of {', '.join(MODES)}, got {mode!r}", key="mode")
     if method not in METHODS:
@@ -124,22 +124,45 @@ def analyze_patching(probe: Probe, *, mode: str = "scale", factors: Sequence[flo
     if not factors or not all(np.isfinite(factors)):
         raise NeuronProbeError(f"factors must be a non-empty list of finite numbers, got {list(factors)}",
                                key="factors")
-    if texts is None:
-        data, used_split = analysed_rows(probe, max_samples=max_samples, seed=seed, split=split)
-        texts = data["text"].tolist()
-    else:
-        texts, used_split = [str(t) for t in texts], "given texts"
-    if not texts:
-        raise NeuronProbeError("no texts to patch", key="texts")
-    sweep = sweep_patches(probe, texts, mode, factors, batch_size=batch_size, method=method, progress=progress)
+    return {"mode": mode, "factors": factors, "texts": None if texts is None else [str(t) for t in texts],
+            "max_samples": max_samples, "split": split, "n_resamples": n_resamples, "seed": seed,
+            "batch_size": batch_size, "method": method}
+
+
+def analyze_patching(probe: Probe, *, progress: Callable[[int], None] | None = None, **options: Any,
+                     ) -> PatchingResult:
+    """Patch the neuron at `token_pos` for each factor and fit prediction change on activation change.
+
+    Options: mode (scale|set|add), factors, texts (default: the analysed dataset texts), max_samples, split,
+    n_resamples, seed, batch_size, method (cached|full).
+    """
+    opts = patching_options(**options)
+    texts, used_split = patching_texts(probe, opts)
+    sweep = sweep_patches(probe, texts, opts["mode"], opts["factors"], batch_size=opts["batch_size"],
+                          method=opts["method"], progress=progress)
+    return patching_result(probe, texts, used_split, sweep, opts)
+
+
+def patching_texts(probe: Probe, opts: dict[str, Any]) -> tuple[list[str], str]:
+    if opts["texts"] is not None:
+        if not opts["texts"]:
+            raise NeuronProbeError("no texts to patch", key="texts")
+        return opts["texts"], "given texts"
+    data, used_split = analysed_rows(probe, max_samples=opts["max_samples"], seed=opts["seed"], split=opts["split"])
+    return data["text"].tolist(), used_split
+
+
+def patching_result(probe: Probe, texts: Sequence[str], used_split: str, sweep: dict[str, Any],
+                    opts: dict[str, Any]) -> PatchingResult:
+    """Fits and summaries from a sweep's per-(text, factor) values."""
     act0, pred0, act, pred, slopes = (sweep[k] for k in ("activation", "prediction", "patched_activation",
                                                          "patched_prediction", "direct_per_text"))
     d_act, d_pred = act - act0[:, None], pred - pred0[:, None]
     T, F = d_act.shape
-    groups = np.repeat(np.arange(T), F)
     fit = fit_line(d_act.ravel(), d_pred.ravel())
-    if fit.defined and n_resamples > 0 and T > 1:
-        lo, hi = bootstrap_slope_ci(d_act.ravel(), d_pred.ravel(), groups, n_resamples=n_resamples, seed=seed)
+    if fit.defined and opts["n_resamples"] > 0 and T > 1:
+        lo, hi = bootstrap_slope_ci(d_act.ravel(), d_pred.ravel(), np.repeat(np.arange(T), F),
+                                    n_resamples=opts["n_resamples"], seed=opts["seed"])
         fit = replace(fit, ci_low=lo, ci_high=hi)
     direct = fit_line(d_act.ravel(), (slopes[:, None] * d_act).ravel())
     per_input = []
@@ -148,13 +171,13 @@ def analyze_patching(probe: Probe, *, mode: str = "scale", factors: Sequence[flo
         per_input.append(PerInput(text=texts[i], slope=own.slope, r_squared=own.r_squared,
                                   direct_slope=float(slopes[i]) if np.isfinite(slopes[i]) else Undefined("non-finite")))
     base = correlate(act0, pred0, n_resamples=0)
-    options = {"mode": mode, "factors": list(factors), "split": used_split, "max_samples": max_samples,
-               "n_resamples": n_resamples, "seed": seed, "batch_size": batch_size, "method": method}
-    arrays = {"texts": list(texts), "factors": np.array(factors), "activation": act0, "prediction": pred0,
+    options = {**{k: v for k, v in opts.items() if k != "texts"}, "factors": list(opts["factors"]),
+               "split": used_split, "n_texts": T}
+    arrays = {"texts": list(texts), "factors": np.array(opts["factors"]), "activation": act0, "prediction": pred0,
               "patched_activation": act, "patched_prediction": pred, "activation_change": d_act,
               "prediction_change": d_pred, "direct_per_text": slopes}
-    return PatchingResult(run_name=probe.run.name, mode=mode, factors=factors, n_texts=T, fit=fit,
-                          baseline_correlation=base.r, direct=direct,
+    return PatchingResult(run_name=probe.run.name, mode=opts["mode"], factors=tuple(opts["factors"]), n_texts=T,
+                          fit=fit, baseline_correlation=base.r, direct=direct,
                           avg_activation_changes=tuple(float(v) for v in d_act.mean(0)),
                           avg_prediction_changes=tuple(float(v) for v in d_pred.mean(0)),
                           per_input=tuple(per_input), options=options, arrays=arrays)
@@ -175,21 +198,27 @@ def _patch_fn(mode: str, neuron: int, values: torch.Tensor) -> Callable:
 
 
 def sweep_patches(probe: Probe, texts: Sequence[str], mode: str, factors: Sequence[float], *, batch_size: int = 32,
-                  method: str = "cached", progress: Callable[[int], None] | None = None) -> dict[str, np.ndarray]:
+                  method: str = "cached", also_read: Sequence[str] = (),
+                  progress: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Baseline and patched activation/prediction per (text, factor), plus the direct-path slope per text.
 
-    `cached`: one clean pass fills a KV cache, then one single-token pass re-runs only each text's read
-    position for all factors at once. `full`: a full patched forward per factor (the reference).
+    `cached`: the clean pass fills a KV cache; one single-token pass then re-runs only each text's read
+    position, from the neuron's block on, for all factors at once. `full`: a full patched forward per factor
+    (the reference). `also_read` hooks are read in the clean pass and returned under "clean" (text order).
     """
     toks = probe.tokens(texts)
     pos = probe.positions(toks)
     model = probe.model
     T, F = len(toks), len(factors)
-    out = {"activation": np.empty(T), "prediction": np.empty(T), "patched_activation": np.empty((T, F)),
-           "patched_prediction": np.empty((T, F)), "direct_per_text": np.empty(T)}
+    out: dict[str, Any] = {"activation": np.empty(T), "prediction": np.empty(T),
+                           "patched_activation": np.empty((T, F)), "patched_prediction": np.empty((T, F)),
+                           "direct_per_text": np.empty(T), "clean": {}}
     factor_t = torch.tensor(factors, dtype=torch.float32, device=model.device)
     feature, neuron_hook = probe.feature_hook, probe.neuron_hook
     read = list(dict.fromkeys([neuron_hook, feature]))
+    start_block = hook_layer(neuron_hook)
+    resume = f"blocks.{start_block}.hook_resid_pre" if start_block is not None else None
+    clean_read = list(dict.fromkeys([*read, *also_read, *([resume] if resume and method == "cached" else [])]))
     for batch in batches(toks, pos, batch_size=batch_size, pad_id=model.pad_id, device=model.device):
         rows, B = batch.rows, len(batch.rows)
         # Rows repeated factor-major (row b under factor f at f*B + b), each with its own factor.
@@ -199,10 +228,11 @@ def sweep_patches(probe: Probe, texts: Sequence[str], mode: str, factors: Sequen
                 from transformers import DynamicCache
 
                 cache = DynamicCache()
-                clean = run_batch(model, batch, read, past_key_values=cache, use_cache=True)
-                patched = _single_token_pass(model, batch, cache, F, read, patch)
+                clean = run_batch(model, batch, clean_read, past_key_values=cache, use_cache=True)
+                resume_value = clean.get(resume) if resume else None
+                patched = _single_token_pass(model, batch, cache, F, read, patch, start_block, resume_value)
             else:
-                clean = run_batch(model, batch, read)
+                clean = run_batch(model, batch, clean_read)
                 big = Batch(rows=np.tile(rows, F), input_ids=batch.input_ids.repeat(F, 1),
                             attention_mask=batch.attention_mask.repeat(F, 1), pos=batch.pos.repeat(F))
                 patched = run_batch(model, big, read, patch)
@@ -212,6 +242,11 @@ def sweep_patches(probe: Probe, texts: Sequence[str], mode: str, factors: Sequen
             out["prediction"][rows] = _cpu(probe.head.predict(x0))
             out["patched_activation"][rows] = _cpu(patched[neuron_hook][:, probe.neuron].float().reshape(F, B).T)
             out["patched_prediction"][rows] = _cpu(probe.head.predict(patched[feature].float()).reshape(F, B).T)
+        for name in also_read:
+            if name not in out["clean"]:
+                out["clean"][name] = torch.empty((T, *clean[name].shape[1:]), dtype=clean[name].dtype,
+                                                 device=clean[name].device)
+            out["clean"][name][torch.as_tensor(rows, device=clean[name].device)] = clean[name]
         out["direct_per_text"][rows] = _cpu(_direct_slopes(probe, x0, a0))
         if progress:
             progress(B)
@@ -279,11 +314,13 @@ def _act_derivative(act_fn: str | None, pre: torch.Tensor) -> torch.Tensor:
     return grad
 
 
-def _single_token_pass(model: LoadedModel, batch: Batch, cache, F: int, read: Sequence[str], patch):
+def _single_token_pass(model: LoadedModel, batch: Batch, cache, F: int, read: Sequence[str], patch,
+                       start_block: int | None, resume: torch.Tensor | None):
     """Re-run only each text's read position, for all factors at once, attending to the cached keys before it.
 
     A patch at position p cannot change anything before p (causal attention), so the cached keys/values of
-    positions < p are exact; only position p is recomputed, with its true position id.
+    positions < p are exact; only position p is recomputed, with its true position id. Blocks below the
+    neuron's are identical to the clean pass: they are skipped and the clean residual is injected instead.
     """
     B, width = batch.input_ids.shape
     dev = batch.input_ids.device
@@ -291,18 +328,24 @@ def _single_token_pass(model: LoadedModel, batch: Batch, cache, F: int, read: Se
     before = (torch.arange(width, device=dev)[None, :] < batch.pos[:, None]).long()
     mask = torch.cat([before, torch.ones((B, 1), dtype=torch.long, device=dev)], dim=1).repeat(F, 1)
     zero = torch.zeros(B * F, dtype=torch.long, device=dev)
-    return forward_read(model, ids, mask, zero, read, patch, past_key_values=_repeat_cache(cache, F),
-                        use_cache=True, position_ids=batch.pos.repeat(F)[:, None])
+    kwargs = dict(use_cache=True, position_ids=batch.pos.repeat(F)[:, None])
+    if start_block and resume is not None:
+        with blocks_from(model, start_block) as sliced:
+            if sliced:
+                return forward_read(model, ids, mask, zero, read, patch,
+                                    inject=(f"blocks.{start_block}.hook_resid_pre", resume.repeat(F, 1)),
+                                    past_key_values=_repeat_cache(cache, F, start_block), **kwargs)
+    return forward_read(model, ids, mask, zero, read, patch, past_key_values=_repeat_cache(cache, F, 0), **kwargs)
 
 
-def _repeat_cache(cache, F: int):
-    """A copy of the cache with each layer's batch repeated F times, factor-major."""
+def _repeat_cache(cache, F: int, first_layer: int):
+    """A copy of the cache with the batch of layers `first_layer`.. repeated F times, factor-major."""
     import copy
 
     big = copy.copy(cache)
     big.layers = [copy.copy(layer) for layer in cache.layers]
-    for layer in big.layers:
-        if getattr(layer, "keys", None) is not None and layer.keys.numel():
+    for i, layer in enumerate(big.layers):
+        if i >= first_layer and getattr(layer, "keys", None) is not None and layer.keys.numel():
             layer.keys = layer.keys.repeat(F, 1, 1, 1)
             layer.values = layer.values.repeat(F, 1, 1, 1)
     return big

@@ -133,22 +133,43 @@ def analysed_rows(probe: Probe, *, max_samples: int | None, seed: int, split: st
     return data, used
 
 
-def analyze_projection(probe: Probe, *, input_hook: str = "resid_mid", max_samples: int | None = None,
-                       split: str | None = None, n_resamples: int = 1000, seed: int = 0, null_directions: int = 200,
-                       batch_size: int = 32, progress: Callable[[int], None] | None = None) -> ProjectionResult:
-    """Run the projection analysis of SPEC §3 on the probe's analysed texts."""
+def projection_options(*, input_hook: str = "resid_mid", max_samples: int | None = None, split: str | None = None,
+                       n_resamples: int = 1000, seed: int = 0, null_directions: int = 200, batch_size: int = 32,
+                       ) -> dict[str, Any]:
+    """Validated projection options with defaults filled in."""
     if input_hook not in INPUT_HOOKS:
         raise NeuronProbeError(f"input_hook must be one of {', '.join(INPUT_HOOKS)}, got {input_hook!r}",
                                key="input_hook")
-    data, used_split = analysed_rows(probe, max_samples=max_samples, seed=seed, split=split)
+    return {"input_hook": input_hook, "max_samples": max_samples, "split": split, "n_resamples": n_resamples,
+            "seed": seed, "null_directions": null_directions, "batch_size": batch_size}
+
+
+def projection_hooks(probe: Probe, input_hook: str) -> list[str]:
+    """Every hook the projection analysis reads."""
+    L = probe.layer
+    extra = [f"blocks.{L}.hook_{input_hook}", f"blocks.{L}.hook_resid_post"] if probe.is_mlp_neuron else []
+    return list(dict.fromkeys([probe.neuron_hook, probe.feature_hook, probe.final_hook, *extra]))
+
+
+def analyze_projection(probe: Probe, *, progress: Callable[[int], None] | None = None,
+                       values: dict[str, torch.Tensor] | None = None, **options: Any) -> ProjectionResult:
+    """Run the projection analysis of SPEC §3 on the probe's analysed texts.
+
+    Options: input_hook (resid_mid|resid_pre), max_samples, split, n_resamples, seed, null_directions,
+    batch_size. `values` (hook -> `[texts, d]`, the analysed texts in order) skips the forward pass.
+    """
+    opts = projection_options(**options)
+    data, used_split = analysed_rows(probe, max_samples=opts["max_samples"], seed=opts["seed"], split=opts["split"])
     texts = data["text"].tolist()
     truth = data["activation"].to_numpy(dtype=np.float64)
     L, n = probe.layer, probe.neuron
     mlp = probe.is_mlp_neuron
-    input_name = f"blocks.{L}.hook_{input_hook}"
+    input_name = f"blocks.{L}.hook_{opts['input_hook']}"
     output_name = f"blocks.{L}.hook_resid_post"
-    hooks = [probe.neuron_hook, probe.feature_hook, probe.final_hook, *([input_name, output_name] if mlp else [])]
-    values = probe.read(texts, hooks, batch_size=batch_size, progress=progress)
+    if values is None:
+        values = probe.read(texts, projection_hooks(probe, opts["input_hook"]), batch_size=opts["batch_size"],
+                            progress=progress)
+    seed = opts["seed"]
     x = values[probe.feature_hook].float()
     head = probe.head
     with torch.inference_mode():
@@ -178,17 +199,15 @@ def analyze_projection(probe: Probe, *, input_hook: str = "resid_mid", max_sampl
     corr = {}
     for i, name in enumerate(NAMES):
         if name in arrays:
-            corr[name] = correlate(arrays[name], truth, label=name, n_resamples=n_resamples, seed=seed + i)
+            corr[name] = correlate(arrays[name], truth, label=name, n_resamples=opts["n_resamples"], seed=seed + i)
         else:
             corr[name] = Correlation(r=None, r_squared=None, p_value=None, spearman=None, n=len(truth), ci_low=None,
                                      ci_high=None, reason=f"absent: {absent}", label=name)
-    null = _null_baseline(probe, x, truth, direction, corr["head"], null_directions, seed)
-    check = _self_check(probe, texts, arrays, values, batch_size)
+    null = _null_baseline(probe, x, truth, direction, corr["head"], opts["null_directions"], seed)
+    check = _self_check(probe, texts, arrays, values)
     if not check.ok:
         warnings.warn(f"{probe.run.name}: {check.message}", stacklevel=2)
-    options = {"input_hook": input_hook, "max_samples": max_samples, "split": used_split,
-               "n_resamples": n_resamples, "seed": seed, "null_directions": null_directions,
-               "batch_size": batch_size}
+    options = {**opts, "split": used_split}
     return ProjectionResult(run_name=probe.run.name, split=used_split, n=len(truth), weights=weights, null=null,
                             self_check=check, options=options, arrays=arrays, direction=_np(direction), **corr)
 
@@ -237,7 +256,7 @@ def _finite(a: np.ndarray) -> np.ndarray:
 
 
 def _self_check(probe: Probe, texts: list[str], arrays: dict[str, np.ndarray], values: dict[str, torch.Tensor],
-                batch_size: int) -> SelfCheck:
+                ) -> SelfCheck:
     live, truth = arrays["live"], arrays["ground_truth"]
     live_diff = float(np.max(np.abs(live - truth))) if len(truth) else 0.0
     scale = max(1.0, float(np.max(np.abs(truth))) if len(truth) else 1.0)

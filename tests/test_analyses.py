@@ -397,3 +397,16 @@ def test_live_mismatch_is_loud(lms, texts, tiny_ref, tmp_path):
         result = analyze_projection(open_probe(load_run(root), "cpu"), n_resamples=0, null_directions=0)
     assert not result.self_check.ok
     assert "live activations do not match" in repr(result)
+
+
+def test_joint_analysis_equals_separate_analyses(case):
+    from pytest_neuronprobe.analysis import analyze
+
+    probe = open_probe(load_run(case["root"]), "cpu")
+    options = {"n_resamples": 50, "seed": 1}
+    joint_proj, joint_patch = analyze(probe, projection={**options, "null_directions": 5}, patching=options)
+    proj = analyze_projection(probe, null_directions=5, **options)
+    patch = analyze_patching(probe, **options)
+    assert joint_proj.as_dict()["projections"] == proj.as_dict()["projections"]
+    for key in ("activation_change", "prediction_change", "direct_per_text"):
+        np.testing.assert_allclose(joint_patch.arrays[key], patch.arrays[key], atol=1e-6)

@@ -1,0 +1,198 @@
+"""Analysis speed, measured side by side in one run (issue: projection and patching analyses).
+
+Builds (once, cached under .neuronprobe/bench/) a GPT-2-small-shaped local model (12 layers, d_model 768,
+random weights: speed does not depend on training) and a 500-text run, then times on one thread:
+
+- floor: one batched forward collecting the projection hooks;
+- full:  the default projection analysis (1000 bootstrap resamples, 200 null directions) + the default
+         8-factor scale patching sweep, run together by `analysis.analyze` (one shared clean pass);
+         each alone is printed too;
+- seed:  the seed notebooks' method (one text at a time, two full forwards per text per factor),
+         timed on a subsample and extrapolated to 500 texts (labelled so).
+
+Usage: python benchmarks/bench_analyses.py [--texts 500] [--seed-texts 12] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pytest_neuronprobe.analysis import analyze  # noqa: E402
+from pytest_neuronprobe.corpus import generate_corpus  # noqa: E402
+from pytest_neuronprobe.lm import train_tokenizer  # noqa: E402
+from pytest_neuronprobe.models import collect, load_model  # noqa: E402
+from pytest_neuronprobe.patching import analyze_patching  # noqa: E402
+from pytest_neuronprobe.probe import open_probe  # noqa: E402
+from pytest_neuronprobe.projection import analyze_projection  # noqa: E402
+from pytest_neuronprobe.runs import load_run  # noqa: E402
+
+CACHE = ROOT / ".neuronprobe" / "bench"
+LAYER, NEURON = 8, 481
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def gpt2_small(path: Path) -> Path:
+    """A GPT-2-small-shaped model with a locally trained tokenizer, saved once."""
+    if (path / "config.json").is_file():
+        return path
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    log("building a GPT-2-small-shaped model (once) …")
+    tok = train_tokenizer(generate_corpus(3000, seed=0), vocab_size=2048)
+    # GPT-2 small's full vocabulary width: the seed method pays for the unembedding on every forward.
+    config = GPT2Config(vocab_size=50257, n_positions=1024, n_embd=768, n_layer=12, n_head=12,
+                        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(config)
+    tmp = path.with_name(path.name + ".tmp")
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    tmp.rename(path)
+    return path
+
+
+def texts_10_to_24_tokens(tokenizer, n: int) -> list[str]:
+    out = []
+    for text in generate_corpus(20 * n, seed=1):
+        if 10 <= len(tokenizer(text)["input_ids"]) <= 24:
+            out.append(text)
+            if len(out) == n:
+                return out
+    raise SystemExit("not enough texts of 10-24 tokens")
+
+
+def make_run(model_dir: Path, n: int) -> Path:
+    run = CACHE / f"run{n}-neuron_l{LAYER}_n{NEURON}"
+    if (run / "datasets").is_dir():
+        return run
+    from safetensors.torch import save_file
+
+    from pytest_neuronprobe.models import encode, positions
+
+    model = load_model(str(model_dir), "compat", "cpu")
+    texts = texts_10_to_24_tokens(model.tokenizer, n)
+    toks = encode(model, texts, prepend_bos=False)
+    acts = collect(model, toks, positions(toks, "last"), [f"blocks.{LAYER}.mlp.hook_post"])
+    tmp = run.with_name(run.name + ".tmp")
+    (tmp / "datasets").mkdir(parents=True, exist_ok=True)
+    name = f"neuron_l{LAYER}_n{NEURON}_bench"
+    pd.DataFrame({"text": texts, "activation": acts[f"blocks.{LAYER}.mlp.hook_post"][:, NEURON].numpy()}).to_csv(
+        tmp / "datasets" / f"{name}.csv", index=False)
+    best = tmp / "models" / name / "best_model"
+    best.mkdir(parents=True, exist_ok=True)
+    g = torch.Generator().manual_seed(0)
+    save_file({"output.weight": torch.randn(1, 768, generator=g) / 28, "output.bias": torch.zeros(1)},
+              str(best / "head.safetensors"))
+    (best / "config.json").write_text(json.dumps({"head_type": "regression", "base_model_name": "bench-gpt2-small",
+                                                  "base_model_path": str(model_dir)}))
+    tmp.rename(run)
+    return run
+
+
+def seed_method(probe, texts: list[str], factors: list[float]) -> tuple[float, float]:
+    """The seeds' loops: per text one forward (projection); per text and factor, an activation read and a
+    prediction, each a full forward (patching), plus the unpatched baseline pair. Returns seconds."""
+    bridge, tok = probe.model.bridge, probe.model.tokenizer
+    hook, feature, n = probe.neuron_hook, probe.feature_hook, probe.neuron
+    hooks = [f"blocks.{LAYER}.hook_resid_pre", f"blocks.{LAYER}.hook_resid_post", probe.final_hook]
+    start = time.perf_counter()
+    with torch.no_grad():
+        for text in texts:
+            ids = torch.tensor([tok(text)["input_ids"]])
+            bridge.run_with_hooks(ids, fwd_hooks=[(h, lambda a, hook: a) for h in hooks])
+    projection_s = time.perf_counter() - start
+
+    def keep(got: dict, key: str):
+        def fn(a, hook):
+            got[key] = a[0, -1].clone()
+            return a
+        return fn
+
+    def activation(ids, fwd):
+        if not fwd:
+            _, cache = bridge.run_with_cache(ids)
+            return float(cache[hook][0, -1, n])
+        got: dict = {}
+        bridge.run_with_hooks(ids, fwd_hooks=[*fwd, (hook, keep(got, "a"))])
+        return float(got["a"][n])
+
+    def prediction(ids, fwd):
+        got: dict = {}
+        bridge.run_with_hooks(ids, fwd_hooks=[*fwd, (feature, keep(got, "x"))])
+        return float(probe.head.predict(got["x"][None])[0])
+
+    start = time.perf_counter()
+    with torch.no_grad():
+        for text in texts:
+            ids = torch.tensor([tok(text)["input_ids"]])
+            activation(ids, [])
+            prediction(ids, [])
+        for f in factors:
+            def patch(a, hook, f=f):
+                a = a.clone()
+                a[:, -1, n] = a[:, -1, n] * f
+                return a
+            for text in texts:
+                ids = torch.tensor([tok(text)["input_ids"]])
+                activation(ids, [(hook, patch)])
+                prediction(ids, [(hook, patch)])
+    return projection_s, time.perf_counter() - start
+
+
+def timed(fn):
+    start = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--texts", type=int, default=500)
+    parser.add_argument("--seed-texts", type=int, default=12, help="subsample for the seed-method timing")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    model_dir = gpt2_small(CACHE / "gpt2-small-shaped")
+    run = load_run(make_run(model_dir, args.texts))
+    probe = open_probe(run, "cpu")
+    texts = run.analysed()["text"].tolist()
+    hooks = [probe.neuron_hook, probe.feature_hook, probe.final_hook, f"blocks.{LAYER}.hook_resid_mid",
+             f"blocks.{LAYER}.hook_resid_post"]
+    probe.read(texts[:8], hooks)  # warm-up
+    log(f"{len(texts)} texts, {args.threads} thread(s); timing …")
+    _, floor = timed(lambda: probe.read(texts, hooks))
+    _, t_proj = timed(lambda: analyze_projection(probe))
+    _, t_patch = timed(lambda: analyze_patching(probe))
+    (projection, patching), full = timed(lambda: analyze(probe, projection={}, patching={}))
+    sub = texts[: args.seed_texts]
+    seed_proj, seed_patch = seed_method(probe, sub, list(patching.factors))
+    scale = len(texts) / len(sub)
+    seed_total = (seed_proj + seed_patch) * scale
+    print(f"texts: {len(texts)}, threads: {args.threads}, model: GPT-2-small-shaped (12 x 768), local")
+    print(f"floor (one batched forward, projection hooks): {floor:8.2f} s")
+    print(f"projection analysis alone (default):           {t_proj:8.2f} s   = {t_proj / floor:.2f} x floor")
+    print(f"patching sweep alone (8 factors, cached):      {t_patch:8.2f} s   = {t_patch / floor:.2f} x floor")
+    print(f"full default analysis (both, one clean pass):  {full:8.2f} s   = {full / floor:.2f} x floor")
+    print(f"seed method, extrapolated from {len(sub)} texts:    {seed_total:8.2f} s   "
+          f"(projection {seed_proj * scale:.1f} s + patching {seed_patch * scale:.1f} s)")
+    print(f"speed-up over the seed method:                 {seed_total / full:8.1f} x")
+    print(f"sanity: head r={projection.head.r:.3f}, patching slope={patching.slope:.4f}, "
+          f"live check: {projection.self_check.message}")
+
+
+if __name__ == "__main__":
+    main()
