@@ -40,7 +40,7 @@ import torch.nn.functional as F
 
 from .errors import NeuronProbeError
 from .models import LoadedModel, collect, encode, hook_layer, hook_name, load_model, positions
-from .runs import HEAD_TYPES, PROCESSING
+from .runs import HEAD_TYPES, NEURON_RE, PROCESSING
 
 __all__ = ["make_run", "build_stamp", "BUILD_STAMP", "HEAD_FORMATS", "DEFAULT_N_TEXTS", "read_texts_file"]
 
@@ -57,8 +57,8 @@ _RCOND = 1e-6  # singular values below this fraction of the largest are float32 
 _MLP_STEPS = 400
 _MLP_LR = 1e-2
 _MLP_WEIGHT_DECAY = 1e-3
-_TOKEN_STEPS = 150
-_TOKEN_LR = 2e-3
+_TOKEN_STEPS = 80
+_TOKEN_LR = 4e-3
 _TOKEN_BATCH = 64
 
 
@@ -102,7 +102,7 @@ def make_run(
     `token_pos`). `texts=None` uses the first `n_texts` (600) texts of `generate_corpus(..., seed)` that fit
     the model's context. `name` (default `{head_type}-neuron_l{layer}_n{neuron}-seed{seed}`) may use
     those four fields. `train_steps` overrides the optimiser steps of trained heads (default 400 for
-    hidden-layer/classification heads, 150 for token heads; the linear head is closed form). `reuse=True` returns an existing run at the target unchanged when its
+    hidden-layer/classification heads, 80 for token heads; the linear head is closed form). `reuse=True` returns an existing run at the target unchanged when its
     `neuronprobe_build.json` records the same request, base model and texts.
     Raises NeuronProbeError on bad arguments.
     """
@@ -179,6 +179,10 @@ def make_run(
     stamp_name = f"{stem}_s{seed}"
     run_name = _format_name(template, head_type, layer, neuron, seed)
     _check_name(run_name)
+    named = NEURON_RE.search(run_name)
+    if named and (int(named.group(1)), int(named.group(2))) != (layer, neuron):
+        raise NeuronProbeError(f"run name {run_name!r} names neuron_l{named.group(1)}_n{named.group(2)} but the "
+                               f"target is layer {layer}, neuron {neuron}: the run would not load", key="name")
     target = out_root / run_name
 
     config: dict[str, Any] = {
@@ -577,47 +581,88 @@ def _train_token_head(base: str, local: bool, toks: list[list[int]], pos: np.nda
     model.eval()  # dropout off: training stays deterministic
     for p in model.parameters():
         p.requires_grad_(False)
-    trainable = [*body.h[-finetune_layers:], body.ln_f]
-    params = [p for module in trainable for p in module.parameters()]
-    for p in params:
-        p.requires_grad_(True)
+    n_blocks = len(body.h)
+    top = list(body.h[n_blocks - finetune_layers:])
+    params = [p for module in [*top, body.ln_f] for p in module.parameters()]
     unembed = model.get_output_embeddings()
     digit_idx = torch.tensor(digits, dtype=torch.long)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
 
-    def digit_logits(rows: np.ndarray) -> torch.Tensor:
+    def padded(rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         width = max(len(toks[i]) for i in rows)
         ids = torch.full((len(rows), width), int(pad), dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)
         for j, i in enumerate(rows):
             ids[j, : len(toks[i])] = torch.tensor(toks[i], dtype=torch.long)
             mask[j, : len(toks[i])] = 1
-        hidden = body(input_ids=ids, attention_mask=mask).last_hidden_state
-        at = hidden[torch.arange(len(rows)), torch.as_tensor(pos[rows], dtype=torch.long)]
+        return ids, mask, torch.as_tensor(pos[rows], dtype=torch.long)
+
+    def to_digits(final: torch.Tensor) -> torch.Tensor:
         bias = unembed.bias[digit_idx] if getattr(unembed, "bias", None) is not None else None
-        return F.linear(at, unembed.weight[digit_idx], bias)
+        return F.linear(final, unembed.weight[digit_idx], bias)
+
+    def full_logits(rows: np.ndarray) -> torch.Tensor:
+        """Digit logits at each row's position from the whole model (right padding, attention mask)."""
+        ids, mask, at = padded(rows)
+        hidden = body(input_ids=ids, attention_mask=mask).last_hidden_state
+        return to_digits(hidden[torch.arange(len(rows)), at])
+
+    # The frozen lower blocks give the same values at every step: run them once and keep the input of
+    # the first fine-tuned block per text. The fine-tuned blocks then run alone under a causal mask,
+    # which is exact for right padding (no real token attends to a later padding token).
+    cached: list[torch.Tensor] = []
+    with torch.no_grad():
+        order = np.arange(len(toks))
+        for start in range(0, len(order), 64):
+            rows = order[start:start + 64]
+            ids, mask, _ = padded(rows)
+            states = body(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
+            entry = states[n_blocks - finetune_layers]
+            cached.extend(entry[j, : len(toks[i])].clone() for j, i in enumerate(rows))
+
+    def fast_logits(rows: np.ndarray) -> torch.Tensor:
+        width = max(len(toks[i]) for i in rows)
+        hidden = torch.zeros((len(rows), width, cached[0].shape[-1]), dtype=cached[0].dtype)
+        for j, i in enumerate(rows):
+            hidden[j, : len(toks[i])] = cached[i]
+        causal = torch.full((width, width), torch.finfo(hidden.dtype).min, dtype=hidden.dtype).triu(1)
+        causal = causal[None, None].expand(len(rows), 1, width, width)
+        for block in top:
+            out = block(hidden, attention_mask=causal)
+            hidden = out[0] if isinstance(out, tuple) else out
+        hidden = body.ln_f(hidden)
+        return to_digits(hidden[torch.arange(len(rows)), torch.as_tensor(pos[rows], dtype=torch.long)])
 
     train_rows = np.flatnonzero(train)
+    batch = min(_TOKEN_BATCH, len(train_rows))
+    with torch.no_grad():
+        probe_rows = train_rows[:batch]
+        fast_ok = bool(torch.allclose(fast_logits(probe_rows), full_logits(probe_rows), atol=1e-4, rtol=1e-4))
+    logits_of = fast_logits if fast_ok else full_logits
+    if not fast_ok:
+        _log("token head: cached lower layers disagree with the full forward; training on full forwards", progress)
+
+    for p in params:
+        p.requires_grad_(True)
     gen = np.random.default_rng(seed)
     opt = torch.optim.AdamW(params, lr=_TOKEN_LR, weight_decay=0.0)
-    batch = min(_TOKEN_BATCH, len(train_rows))
     every = max(1, steps // 5)
     _log(f"token head: fine-tuning {finetune_layers} block(s) + ln_f on {len(train_rows)} texts", progress)
     for step in range(steps):
         rows = np.sort(gen.choice(train_rows, size=batch, replace=False))
-        loss = F.cross_entropy(digit_logits(rows), labels[rows])
+        loss = F.cross_entropy(logits_of(rows), labels[rows])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         if (step + 1) % every == 0:
             _log(f"  step {step + 1}/{steps} ce {loss.item():.4f}", progress)
-    for p in model.parameters():
+    for p in params:
         p.requires_grad_(False)
     preds = []
     with torch.no_grad():
         everything = np.arange(len(toks))
         for start in range(0, len(everything), 64):
-            probs = digit_logits(everything[start:start + 64]).softmax(-1)
+            probs = full_logits(everything[start:start + 64]).softmax(-1)
             preds.append((probs * torch.arange(10, dtype=probs.dtype)).sum(-1))
     return _TokenResult(model=model, tokenizer=tokenizer, digit_tokens=digits, edges=[float(e) for e in edges],
                         predictions=torch.cat(preds).double().numpy())
