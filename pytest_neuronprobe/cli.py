@@ -77,6 +77,8 @@ def _register_make_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--hidden-dim", type=_positive, default=None, help="hidden layer width (default: none)")
     p.add_argument("--n-bins", type=_positive, default=5, help="classification bins (default 5)")
     p.add_argument("--finetune-layers", type=_positive, default=1, help="token head: blocks fine-tuned (default 1)")
+    p.add_argument("--train-steps", type=_positive, default=None,
+                   help="optimiser steps of trained heads (default: 400, token heads 80)")
     p.add_argument("--layer-type", default="post", help="neuron hook: post, pre, mlp_out, ... (default post)")
     p.add_argument("--feature-layer", type=int, default=-1, help="the head reads this layer's resid_post (default -1)")
     p.add_argument("--token-pos", type=_token_pos, default="last", help="'last' or an integer (default last)")
@@ -104,7 +106,7 @@ def _cmd_make_run(args: argparse.Namespace) -> int:
                     feature_layer=args.feature_layer, token_pos=args.token_pos, prepend_bos=args.prepend_bos,
                     processing=args.processing, test_fraction=args.test_fraction, seed=args.seed,
                     head_format=args.head_format, name=args.name, progress=not args.quiet, reuse=args.reuse,
-                    n_texts=args.n_texts)
+                    n_texts=args.n_texts, train_steps=args.train_steps)
     print(path)
     return 0
 
