@@ -301,6 +301,7 @@ def test_explicit_options_are_recorded(tiny_lm_dir: Path, tmp_path: Path) -> Non
     ({"layer": 1, "texts": ["a", "b"]}, "at least 4"),
     ({"layer": 1, "head_type": "token", "feature_layer": 0}, "token head"),
     ({"layer": 1, "name": "../escape"}, "plain directory name"),
+    ({"layer": 1, "neuron": 2, "name": "neuron_l1_n5"}, "would not load"),
 ])
 def test_bad_arguments(kwargs: dict, match: str, tiny_lm_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(NeuronProbeError, match=match):
