@@ -99,12 +99,12 @@ def make_run(
     """Train a probe head reading neuron `neuron` of layer `layer` and write it as a run; return the run dir.
 
     `neuron=None` picks the neuron with the largest activation variance over the train texts (at
-    `token_pos`). `texts=None` uses the first `n_texts` (600) texts of `generate_corpus(..., seed)` that fit
-    the model's context. `name` (default `{head_type}-neuron_l{layer}_n{neuron}-seed{seed}`) may use
-    those four fields. `train_steps` overrides the optimiser steps of trained heads (default 400 for
-    hidden-layer/classification heads, 80 for token heads; the linear head is closed form). `reuse=True` returns an existing run at the target unchanged when its
-    `neuronprobe_build.json` records the same request, base model and texts.
-    Raises NeuronProbeError on bad arguments.
+    `token_pos`). `texts=None` uses the first `n_texts` (600) texts of `generate_corpus(..., seed)` that
+    fit the model's context. `name` (default `{head_type}-neuron_l{layer}_n{neuron}-seed{seed}`) may
+    use those four fields. `train_steps` overrides the optimiser steps of trained heads (default 400
+    for hidden-layer/classification heads, 80 for token heads; the linear head is closed form).
+    `reuse=True` returns an existing run at the target unchanged when its `neuronprobe_build.json`
+    records the same request, base model and texts. Raises NeuronProbeError on bad arguments.
     """
     _check_args(head_type=head_type, hidden_dim=hidden_dim, n_bins=n_bins, finetune_layers=finetune_layers,
                 processing=processing, test_fraction=test_fraction, head_format=head_format, layer=layer,
@@ -214,7 +214,7 @@ def make_run(
             config.update(extra)
             trained = None
 
-    if local:
+    if local or head_type == "token":  # a copy of the local model, or the fine-tuned one
         config["base_model_path"] = "base_model"
     metrics = {part: _pearson(predictions[mask], activations[mask])
                for part, mask in (("train", train), ("test", ~train))}
