@@ -1,4 +1,4 @@
-"""The `neuronprobe` command line: `make-run`, `demo` (and more subcommands registered in `build_parser`)."""
+"""The `neuronprobe` command line: `make-run`, `demo`, `compare` (subcommands registered in `SUBCOMMANDS`)."""
 
 from __future__ import annotations
 
@@ -138,9 +138,16 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 # The parser. To add a subcommand, write `_register_<name>(sub)` (add_parser + set_defaults(func=handler),
 # handler(args) -> exit code) and list it in SUBCOMMANDS.
 
+def _register_compare(sub: argparse._SubParsersAction) -> None:
+    from .compare import add_compare_parser
+
+    add_compare_parser(sub)
+
+
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _register_make_run,
     _register_demo,
+    _register_compare,
 ]
 
 

@@ -323,3 +323,10 @@ def test_compare_main_runs_outside_pytest(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 1, proc.stderr
     assert "FAILED  projection.head.r < baseline - 0.05" in proc.stdout
+
+
+def test_compare_is_a_neuronprobe_subcommand(tmp_path, capsys):
+    from pytest_neuronprobe.cli import main
+
+    assert main(["compare", str(tmp_path / "missing.json"), str(tmp_path / "missing.json")]) == 2
+    assert "neuronprobe: error:" in capsys.readouterr().err
