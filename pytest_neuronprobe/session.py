@@ -576,6 +576,10 @@ class NeuronSession:
         options.update(overrides or {})
         if options["split"] == "auto":
             options["split"] = None
+        if options["factors"] is None and options["mode"] == "scale":
+            from .patching import DEFAULT_FACTORS  # the same analysis with or without the defaults spelled out
+
+            options["factors"] = tuple(float(f) for f in DEFAULT_FACTORS["scale"])
         return options
 
     def projection(self, label: str, overrides: Mapping[str, Any] | None = None) -> ProjectionResult:
