@@ -19,7 +19,6 @@ Heavy modules (torch, the analyses, matplotlib) are imported where they are firs
 
 from __future__ import annotations
 
-import fnmatch
 import glob
 import math
 import os
@@ -84,7 +83,6 @@ KEY_METRICS = ("projection.prediction.r", "projection.head.r", "projection.live.
 #: Metrics written as JUnit properties by the fixtures (name on the result object, metric name).
 PROJECTION_PROPERTIES = ("prediction", "head", "live")
 PATCHING_PROPERTIES = ("slope", "r_squared", "direct_slope")
-_MESSAGE_LIMIT = 4000
 
 
 class OptionError(ValueError):

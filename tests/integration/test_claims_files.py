@@ -73,10 +73,6 @@ patching.r_squared:
 def test_judge_option_and_the_file_judge(pytester: pytest.Pytester, regression_run: Path) -> None:
     # The estimate of head r is above its interval's lower bound: a threshold between the two
     # passes when judged on the estimate and fails when judged on the bound.
-    pytester.makepyfile(conftest="""
-        def pytest_sessionstart(session):
-            pass
-    """)
     probe = pytester.makepyfile(test_probe="""
         import pytest
         def test_values(projection):

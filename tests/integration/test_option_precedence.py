@@ -60,3 +60,32 @@ def test_precedence(pytester: pytest.Pytester, two_runs: list[Path], ini: list[s
     result.assert_outcomes(passed=1)
     line = next(line[line.index("VALUES "):] for line in result.outlines if "VALUES " in line)
     assert expected.format(**fill) in line, line
+
+
+@pytest.mark.parametrize("ini, cli, message", [
+    ([], ["--neuron-device=tpu"], "*argument --neuron-device: invalid device 'tpu': choose from cpu, cuda, mps, auto*"),
+    ([], ["--neuron-max-samples=0"], "*argument --neuron-max-samples: expected a whole number >= 1, got '0'*"),
+    ([], ["--neuron-judge=maybe"], "*argument --neuron-judge: invalid judge 'maybe': choose from bound, estimate*"),
+    (["neuron_device = tpu"], [], "*ini option neuron_device: invalid device 'tpu'*"),
+    (["neuron_max_samples = many"], [], "*ini option neuron_max_samples: expected a whole number >= 1, got 'many'*"),
+    (["neuron_judge = maybe"], [], "*ini option neuron_judge: invalid judge 'maybe'*"),
+], ids=["cli device", "cli max_samples", "cli judge", "ini device", "ini max_samples", "ini judge"])
+def test_bad_values_are_usage_errors(pytester: pytest.Pytester, ini: list[str], cli: list[str], message: str) -> None:
+    if ini:
+        pytester.makeini("[pytest]\n" + "\n".join(ini) + "\n")
+    pytester.makepyfile("def test_x():\n    pass\n")
+    result = pytester.runpytest_inprocess(*cli)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([message])
+
+
+def test_help_shows_metavars_defaults_and_ini_keys(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest_inprocess("--help")
+    text = " ".join(result.stdout.str().split())
+    for fragment in ("--neuron-run=PATH", "--neuron-report=DIR", "--neuron-baseline=PATH", "--neuron-update-baseline",
+                     "--neuron-device={cpu,cuda,mps,auto}", "--neuron-max-samples=N", "--neuron-require-run",
+                     "--neuron-judge={bound,estimate}", "Default: cpu, so the numbers are the same on every machine",
+                     "ini: neuron_run", "ini: neuron_report", "ini: neuron_device", "Default: bound",
+                     "precedence: marker keyword > command line > ini > default"):
+        assert fragment in text, fragment
+    result.stdout.fnmatch_lines(["*neuron_run (paths):*", "*neuron_require_run (bool):*"])
