@@ -142,9 +142,11 @@ def find_model_dir(path: Path) -> Path:
         raise NeuronProbeError(f"several candidate model directories ({listed}); pass one of them as the run path",
                                path=path)
     if not candidates:
+        lacking = sorted(str(p.relative_to(path)) for p in path.rglob("best_model") if p.is_dir())
         raise NeuronProbeError(
             "no model directory found: expected config.json + head file here, "
-            "models/neuron_l{L}_n{N}*/best_model/, or a best_model/ below", path=path)
+            "models/neuron_l{L}_n{N}*/best_model/, or a best_model/ below"
+            + (f" ({', '.join(lacking)}: no config.json)" if lacking else ""), path=path)
     model_dir = candidates[0]
     if not _has_head(model_dir):
         raise NeuronProbeError(f"no head file (expected one of {', '.join(HEAD_FILES)})", path=model_dir)
@@ -173,10 +175,13 @@ def _run_root(given: Path, model_dir: Path) -> Path:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    if not path.is_file():
+    if not path.exists():
         raise NeuronProbeError("file is missing", path=path)
     try:
         text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise NeuronProbeError(f"not a readable file ({exc.strerror or exc}); expected a JSON object", path=path
+                               ) from None
     except UnicodeDecodeError as exc:
         raise NeuronProbeError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", path=path) from None
     if not text.strip():
@@ -186,6 +191,8 @@ def _read_json(path: Path) -> dict[str, Any]:
     except json.JSONDecodeError as exc:
         raise NeuronProbeError(f"not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})",
                                path=path) from None
+    except (ValueError, RecursionError) as exc:  # e.g. an integer of over 4300 digits, or nesting too deep
+        raise NeuronProbeError(f"not valid JSON: {type(exc).__name__}: {str(exc)[:120]}", path=path) from None
     if not isinstance(obj, dict):
         raise NeuronProbeError(f"expected a JSON object, got {type(obj).__name__}", path=path)
     return obj
@@ -232,7 +239,9 @@ def parse_config(cfg: dict[str, Any], path: Path, model_dir: Path) -> RunConfig:
     if base_model_name is None and base_model_path is None:
         raise NeuronProbeError("missing: give base_model_name, base_model_path, or a base_model/ directory",
                                path=path, key="base_model_name")
-    head_config = cfg.get("head_config") or {}
+    head_config = cfg.get("head_config")
+    if head_config is None:
+        head_config = {}
     if not isinstance(head_config, dict):
         raise NeuronProbeError(f"expected an object, got {head_config!r}", path=path, key="head_config")
     digits = head_config.get("digit_tokens")
@@ -252,7 +261,9 @@ def parse_config(cfg: dict[str, Any], path: Path, model_dir: Path) -> RunConfig:
         prepend_bos = False
     if not isinstance(prepend_bos, bool):
         raise NeuronProbeError(f"expected true or false, got {prepend_bos!r}", path=path, key="prepend_bos")
-    processing = cfg.get("processing", "compat") or "compat"
+    processing = cfg.get("processing")
+    if processing is None:
+        processing = "compat"
     if processing not in PROCESSING:
         raise NeuronProbeError(f"expected one of {', '.join(PROCESSING)}, got {processing!r}", path=path,
                                key="processing")
@@ -282,7 +293,10 @@ def _bin_edges(value: Any, path: Path, head_type: str) -> tuple[float, ...] | No
     if (not isinstance(value, list) or len(value) < 2
             or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
         raise NeuronProbeError(f"expected a list of at least 2 numbers, got {value!r}", path=path, key="bin_edges")
-    edges = tuple(float(v) for v in value)
+    try:
+        edges = tuple(float(v) for v in value)
+    except OverflowError:  # an integer too large for a float
+        edges = (np.inf,)
     if not all(np.isfinite(edges)):
         raise NeuronProbeError("bin edges must be finite numbers", path=path, key="bin_edges")
     if any(b <= a for a, b in zip(edges, edges[1:])):
@@ -309,11 +323,12 @@ def _layer_and_neuron(config: RunConfig, config_path: Path, root: Path, model_di
     for summary in sorted({*root.glob("*introspection_summary*.json"), *model_dir.glob("*introspection_summary*.json")}):
         obj = _read_json(summary)
         if "target_layer" in obj or "target_neuron" in obj:
-            try:
-                sources.append((str(summary), (int(obj["target_layer"]), int(obj["target_neuron"]))))
-            except (KeyError, TypeError, ValueError):
-                raise NeuronProbeError("expected integer target_layer and target_neuron", path=summary,
-                                       key="target_layer") from None
+            layer, neuron = (_index(obj.get(key)) for key in ("target_layer", "target_neuron"))
+            if layer is None or neuron is None:
+                raise NeuronProbeError(f"expected integers >= 0 for target_layer and target_neuron, got "
+                                       f"{obj.get('target_layer')!r} and {obj.get('target_neuron')!r}", path=summary,
+                                       key="target_layer" if layer is None else "target_neuron")
+            sources.append((str(summary), (layer, neuron)))
     if not sources:
         raise NeuronProbeError("cannot tell the target neuron: no target_layer/target_neuron in config.json, "
                                "no neuron_l{L}_n{N} directory name, no introspection summary",
@@ -325,6 +340,15 @@ def _layer_and_neuron(config: RunConfig, config_path: Path, root: Path, model_di
                 f"layer/neuron sources disagree: {first_where} says L{first[0]} N{first[1]}, "
                 f"{where} says L{value[0]} N{value[1]}", path=config_path, key="target_layer")
     return first
+
+
+def _index(value: Any) -> int | None:
+    """An introspection summary's layer/neuron: an integer >= 0, also written as 8.0 or "8"; else None."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    elif isinstance(value, str) and re.fullmatch(r"[0-9]+", value.strip()):
+        value = int(value)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
 def find_dataset(root: Path, model_dir: Path, config: RunConfig, layer: int, neuron: int) -> Path:
@@ -357,6 +381,9 @@ def read_dataset(path: Path) -> pd.DataFrame:
     try:
         raw = path.read_bytes()
         raw.decode("utf-8")
+    except OSError as exc:
+        raise NeuronProbeError(f"not a readable file ({exc.strerror or exc}); expected a CSV with columns text, "
+                               "activation", path=path) from None
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise NeuronProbeError(f"not UTF-8 text (invalid byte at line {line})", path=path) from None
@@ -379,7 +406,7 @@ def read_dataset(path: Path) -> pd.DataFrame:
     if len(bad):
         rows = ", ".join(str(i + 2) for i in bad[:5])
         raise NeuronProbeError(f"activation must be a finite number; bad value(s) on CSV line(s) {rows}"
-                               f"{' …' if len(bad) > 5 else ''} (e.g. {data['activation'].iloc[bad[0]]!r})",
+                               f"{' …' if len(bad) > 5 else ''} (e.g. {data['activation'].tolist()[bad[0]]!r})",
                                path=path, key="activation")
     data = data.assign(activation=activation, text=data["text"].astype(str))
     empty = np.flatnonzero(data["text"].to_numpy() == "")
