@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pickle
+import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -25,13 +27,19 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
             state = load_file(str(path), device="cpu")
         else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # e.g. torch's note on the pickle protocol of a file it refuses
+                state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).splitlines()[0] if str(exc) else ""
-        raise NeuronProbeError("refused to load: the file holds objects other than tensors (weights_only=True "
-                               f"blocks code execution): {first[:200]}", path=path) from None
+        # torch's own text suggests weights_only=False; keep only the line naming what was refused.
+        why = re.search(r"^.*(?:GLOBAL|Unsupported|unsupported).*$", str(exc), re.MULTILINE)
+        refused = f": {why.group(0).split('. ')[0].strip()[:200]}" if why else ""
+        raise NeuronProbeError("refused to load: the file holds objects other than tensors, and loading them could "
+                               "run code (loaded with weights_only=True); expected a state dict of tensors" + refused,
+                               path=path) from None
     except Exception as exc:  # noqa: BLE001 - torch/safetensors raise many types for a damaged file
-        raise NeuronProbeError(f"not a readable head file (truncated or corrupt?): {type(exc).__name__}: "
+        raise NeuronProbeError("not a readable head file (truncated or corrupt?); expected a state dict saved with "
+                               f"torch.save or safetensors: {type(exc).__name__}: "
                                f"{(str(exc).splitlines() or [''])[0][:200]}", path=path) from None
     if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
                                               for k, v in state.items()):
