@@ -41,6 +41,7 @@ class NullBaseline:
 
     random: NullComparison
     neurons: NullComparison | None
+    random_values: np.ndarray = field(default_factory=lambda: np.empty(0), repr=False, compare=False)
 
     def as_dict(self) -> dict[str, Any]:
         return {"random": self.random.as_dict(), "neurons": None if self.neurons is None else self.neurons.as_dict()}
@@ -204,6 +205,8 @@ def analyze_projection(probe: Probe, *, progress: Callable[[int], None] | None =
             corr[name] = Correlation(r=None, r_squared=None, p_value=None, spearman=None, n=len(truth), ci_low=None,
                                      ci_high=None, reason=f"absent: {absent}", label=name)
     null = _null_baseline(probe, x, truth, direction, corr["head"], opts["null_directions"], seed)
+    if null is not None:
+        arrays["null_random"] = null.random_values
     check = _self_check(probe, texts, arrays, values)
     if not check.ok:
         warnings.warn(f"{probe.run.name}: {check.message}", stacklevel=2)
@@ -241,14 +244,15 @@ def _null_baseline(probe: Probe, x: torch.Tensor, truth: np.ndarray, direction: 
     random_dirs = torch.randn(x.shape[1], k, generator=gen, dtype=torch.float64).to(x.device)
     random_dirs = (random_dirs / random_dirs.norm(dim=0)).float()
     r = head.r if head.defined else float("nan")
-    random = empirical_null(r, _finite(_abs_r_columns(x @ random_dirs, truth)), label="random directions")
+    random_values = _finite(_abs_r_columns(x @ random_dirs, truth))
+    random = empirical_null(r, random_values, label="random directions")
     neurons = None
     if probe.is_mlp_neuron and x.shape[1] == probe.model.d_model:
         w_out = probe.model.W_out(probe.layer).float()
         others = torch.cat([w_out[: probe.neuron], w_out[probe.neuron + 1:]])
         neurons = empirical_null(r, _finite(_abs_r_columns(x @ others.T, truth)),
                                  label=f"other neurons' output directions (layer {probe.layer})")
-    return NullBaseline(random=random, neurons=neurons)
+    return NullBaseline(random=random, neurons=neurons, random_values=random_values)
 
 
 def _finite(a: np.ndarray) -> np.ndarray:

@@ -620,6 +620,8 @@ def _observed_abs_r(report: RunReport) -> float | None:
 def plot_null(report: RunReport, path: str | os.PathLike[str]) -> Path:
     """Histogram of null |r| values with the observed head |r| and the null's 95th percentile."""
     null = _summary_section(report, "null")
+    if isinstance(null.get("random"), dict):  # summary.json nests the random-direction null under "random"
+        null = null["random"]
     values = _array(report.null_values)
     values = values.ravel()[np.isfinite(values.ravel())] if values is not None else np.array([])
     fig = _new_figure(9.0, 5.4)
