@@ -205,17 +205,22 @@ def encode(model: LoadedModel, texts: Sequence[str], *, prepend_bos: bool, sourc
 
 
 def positions(token_lists: Sequence[Sequence[int]], token_pos: str | int, *, source: str | Path | None = None,
-              ) -> np.ndarray:
-    """Per text, the index read at `token_pos`: its own last real token, or an integer (negative counts back)."""
+              texts: Sequence[str] | None = None) -> np.ndarray:
+    """Per text, the index read at `token_pos`: its own last real token, or an integer (negative counts back).
+
+    `texts` (the texts the token lists came from) only name the offending text in an error.
+    """
     lengths = np.array([len(t) for t in token_lists])
     if token_pos == "last":
         return lengths - 1
     pos = int(token_pos)
-    out = np.where(pos < 0, lengths + pos, pos)
+    clipped = min(max(pos, -2**62), 2**62)  # beyond every text either way; keeps numpy in int64
+    out = np.where(clipped < 0, lengths + clipped, clipped)
     bad = np.flatnonzero((out < 0) | (out >= lengths))
     if len(bad):
         i = int(bad[0])
-        raise NeuronProbeError(f"token_pos {pos} is outside text {i} ({lengths[i]} tokens); "
+        named = f" {texts[i][:80]!r}" if texts is not None else ""
+        raise NeuronProbeError(f"token_pos {pos} is outside text {i}{named} ({lengths[i]} tokens); "
                                f"{len(bad)} text(s) too short", path=source, key="token_pos")
     return out
 

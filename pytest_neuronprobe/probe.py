@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -11,7 +12,8 @@ import torch
 
 from .errors import NeuronProbeError
 from .heads import Head, LinearHead, TokenHead, digit_token_ids, linear_head, load_state_dict
-from .models import LoadedModel, MLP_NEURON_TYPES, collect, encode, hook_layer, hook_name, load_model, positions
+from .models import (LoadedModel, MLP_NEURON_TYPES, collect, encode, forward_read, hook_layer, hook_name, load_model,
+                     positions)
 from .runs import Run
 
 
@@ -52,7 +54,8 @@ class Probe:
         return self._tokens[key]
 
     def positions(self, token_lists: Sequence[Sequence[int]]) -> np.ndarray:
-        return positions(token_lists, self.run.config.token_pos, source=self.run.config_path)
+        texts = next((key for key, value in self._tokens.items() if value is token_lists), None)
+        return positions(token_lists, self.run.config.token_pos, source=self.run.config_path, texts=texts)
 
     def read(self, texts: Sequence[str], hooks: Sequence[str], *, batch_size: int = 32, patch=None,
              progress=None) -> dict[str, torch.Tensor]:
@@ -82,10 +85,6 @@ def open_probe(run: Run, device: str | torch.device | None = "auto") -> Probe:
     if named_layer is not None and named_layer != run.layer:
         raise NeuronProbeError(f"layer_type names layer {named_layer} but the target layer is {run.layer}",
                                path=run.config_path, key="layer_type")
-    width = hook_width(model, neuron_hook)
-    if not 0 <= run.neuron < width:
-        raise NeuronProbeError(f"target neuron {run.neuron} is out of range for {neuron_hook} (width {width})",
-                               path=run.config_path, key="target_neuron")
     final_hook = f"blocks.{n_layers - 1}.hook_resid_post"
     if cfg.head_type == "token":
         if cfg.feature_hook and cfg.feature_hook != final_hook:
@@ -99,14 +98,31 @@ def open_probe(run: Run, device: str | torch.device | None = "auto") -> Probe:
     if not model.has_hook(feature):
         raise NeuronProbeError(f"{feature!r} is not a TransformerLens hook of this model", path=run.config_path,
                                key="feature_hook")
-    head = build_head(run, model, hook_width(model, feature))
+    width = hook_width(model, neuron_hook, path=run.config_path, key="layer_type")
+    if not 0 <= run.neuron < width:
+        raise NeuronProbeError(f"target neuron {run.neuron} is out of range for {neuron_hook} (width {width})",
+                               path=run.config_path, key="target_neuron")
+    head = build_head(run, model, hook_width(model, feature, path=run.config_path, key="feature_hook"))
     return Probe(run=run, model=model, head=head, neuron_hook=neuron_hook, feature_hook=feature,
                  final_hook=final_hook)
 
 
-def hook_width(model: LoadedModel, name: str) -> int:
-    """Width of a hook's last dimension: d_mlp for MLP neurons, d_model for residual-stream hooks."""
-    return model.d_mlp if name.endswith(("mlp.hook_pre", "mlp.hook_post")) else model.d_model
+def hook_width(model: LoadedModel, name: str, *, path: Path, key: str) -> int:
+    """Width of a hook's vector at one token position, measured on a one-token forward pass.
+
+    A hook that cannot be read, never runs, or holds more than one vector per position is an error naming `key`.
+    """
+    ids = torch.full((1, 1), model.pad_id, dtype=torch.long, device=model.device)
+    try:
+        with torch.inference_mode():
+            value = forward_read(model, ids, torch.ones_like(ids), torch.zeros_like(ids[0]), [name]).get(name)
+        why = "it does not run in this model's forward pass" if value is None else f"shape {list(value.shape[1:])}"
+    except ValueError as exc:  # e.g. TransformerLens: "Cannot add hook ... because use_attn_in is False"
+        value, why = None, str(exc).splitlines()[0][:200]
+    if value is None or value.ndim != 2:
+        raise NeuronProbeError(f"{name!r} cannot be read as one vector per token position ({why}); expected a hook "
+                               "such as post, pre, mlp_out or resid_post", path=path, key=key)
+    return int(value.shape[1])
 
 
 def build_head(run: Run, model: LoadedModel, width: int) -> Head:
