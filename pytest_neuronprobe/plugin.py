@@ -354,9 +354,16 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Remember the collection order, so the report lists tests as they were collected."""
+    """Remember the collection order (the report lists tests so); decide whether analyses share a pass."""
     for i, item in enumerate(items):
         item.stash[RECORD_KEY] = {"order": i}
+    state = _state(config)
+    fixtures = {name for item in items for name in getattr(item, "fixturenames", ())}
+    needs = [item.needs for item in items if isinstance(item, ClaimItem)]
+    wants_projection = "projection" in fixtures or any(n[0] for n in needs)
+    wants_patching = "patching" in fixtures or any(n[1] for n in needs)
+    settings = state.settings
+    state.joint = bool(settings.report_dir or settings.update_baseline or (wants_projection and wants_patching))
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:

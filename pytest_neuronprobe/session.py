@@ -487,6 +487,8 @@ class NeuronSession:
         self.remote: dict[str, RunResults] = {}
         self.remote_paths: dict[str, str] = {}
         self.finished: FinishResult | None = None
+        # Set when the session will need both default analyses of a run: then one clean pass serves both.
+        self.joint = False
         self.final: dict[str, RunResults] = {}
         for path in settings.runs:
             self.cli_labels.append(self.add_run(path))
@@ -587,6 +589,8 @@ class NeuronSession:
         options = self.projection_options(overrides)
         entry = self.entry(label)
         key = (entry.path, self.settings.device, _freeze(options))
+        if key not in self._projections and self.joint and overrides in (None, {}):
+            self._both(label)
         if key not in self._projections:
             probe = self.probe(label)
             start = time.perf_counter()
@@ -603,6 +607,8 @@ class NeuronSession:
         options = self.patching_options(overrides)
         entry = self.entry(label)
         key = (entry.path, self.settings.device, _freeze(options))
+        if key not in self._patchings and self.joint and overrides in (None, {}):
+            self._both(label)
         if key not in self._patchings:
             probe = self.probe(label)
             start = time.perf_counter()
@@ -615,6 +621,23 @@ class NeuronSession:
             self._say(f"patching of {label} ({result.n_texts} texts x {len(result.factors)} "
                       f"{result.mode} factors)", start)
         return self._patchings[key]
+
+    def _both(self, label: str) -> None:
+        """Both default-option analyses of a run in one shared clean forward pass (analysis.analyze)."""
+        from .analysis import analyze
+
+        entry = self.entry(label)
+        pkey = (entry.path, self.settings.device, _freeze(self.projection_options()))
+        tkey = (entry.path, self.settings.device, _freeze(self.patching_options()))
+        if pkey in self._projections or tkey in self._patchings:
+            return
+        patching = dict(self.patching_options())
+        patching["factors"] = list(patching["factors"])
+        start = time.perf_counter()
+        proj, patch = analyze(self.probe(label), projection=self.projection_options(), patching=patching)
+        self._projections[pkey], self._patchings[tkey] = proj, patch
+        self._say(f"projection + patching of {label} ({proj.n} texts, {proj.split} split; "
+                  f"{len(patch.factors)} {patch.mode} factors)", start)
 
     def dataset(self, label: str, overrides: Mapping[str, Any] | None = None) -> pd.DataFrame:
         """The dataset rows the projection analysis with these options reads (no model needed)."""
