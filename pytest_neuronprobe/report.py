@@ -224,7 +224,8 @@ def _new_figure(width: float, height: float) -> Figure:
 
 def _save(fig: Figure, path: str | os.PathLike[str]) -> Path:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI, facecolor="white")
+    # "tight" keeps long titles and outside legends inside the image instead of clipping them.
+    fig.savefig(buf, format="png", dpi=DPI, facecolor="white", bbox_inches="tight", pad_inches=0.15)
     return write_bytes_atomic(path, buf.getvalue())
 
 
@@ -539,8 +540,11 @@ def plot_patching_scatter(report: RunReport, path: str | os.PathLike[str]) -> Pa
     if factors.size <= 12:
         handles, labels = ax.get_legend_handles_labels()
         point_handles = [h for h in handles if h not in lines]
-        fig.legend(point_handles, [lab for h, lab in zip(handles, labels) if h not in lines],
-                   title=_mpl(label), fontsize=9, title_fontsize=9, loc="outside right upper")
+        # Beside the axes (below the title), so a long title never runs into it.
+        scatter_legend = ax.legend(point_handles, [lab for h, lab in zip(handles, labels) if h not in lines],
+                                   title=_mpl(label), fontsize=9, title_fontsize=9, loc="upper left",
+                                   bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+        ax.add_artist(scatter_legend)
     if lines:
         ax.legend(lines, [ln.get_label() for ln in lines], fontsize=9, loc="lower right",
                   framealpha=0.9)
