@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import shutil
+import tempfile
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -98,3 +101,28 @@ def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> Path:
         detail = f" at {where}" if where else ""
         raise ValueError(f"refusing to write {os.fspath(path)}: non-finite number{detail} ({exc})") from exc
     return write_text_atomic(path, text + "\n")
+
+
+@contextlib.contextmanager
+def atomic_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temp dir beside `target`; on success it replaces `target` (put back if that fails), else vanishes."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        yield tmp
+        tmp.chmod(0o755)  # mkdtemp makes it 0700; models and runs should stay readable to others
+        if target.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+            os.replace(target, old / "d")
+            try:
+                os.replace(tmp, target)
+            except BaseException:
+                os.replace(old / "d", target)
+                raise
+            finally:
+                shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

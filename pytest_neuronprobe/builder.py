@@ -27,7 +27,6 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +37,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from .atomic import atomic_dir
 from .errors import NeuronProbeError
 from .models import LoadedModel, collect, encode, hook_layer, hook_name, load_model, positions
 from .runs import HEAD_TYPES, NEURON_RE, PROCESSING
@@ -233,7 +233,7 @@ def make_run(
     }
     stamp_out = {**stamp, "result": {"target_neuron": neuron, "run_name": run_name}}
 
-    with _atomic_dir(target) as tmp:
+    with _atomic_run_dir(target) as tmp:
         (tmp / "datasets").mkdir()
         best = tmp / "models" / stamp_name / "best_model"
         best.mkdir(parents=True)
@@ -697,28 +697,12 @@ def _looks_like_run(path: Path) -> bool:
 
 
 @contextlib.contextmanager
-def _atomic_dir(target: Path) -> Iterator[Path]:
-    """Yield a temp dir beside `target`; on success it replaces `target` (only if that is a run), else vanishes."""
+def _atomic_run_dir(target: Path) -> Iterator[Path]:
+    """`atomic_dir`, refusing to replace a directory that is not a run."""
     if target.exists() and not _looks_like_run(target):
         raise NeuronProbeError("exists and is not a run directory; refusing to replace it", path=target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    try:
+    with atomic_dir(target) as tmp:
         yield tmp
-        if target.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-            os.replace(target, old / "run")
-            try:
-                os.replace(tmp, target)
-            except BaseException:
-                os.replace(old / "run", target)
-                raise
-            finally:
-                shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------------------------- #

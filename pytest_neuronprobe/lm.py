@@ -12,9 +12,7 @@ import hashlib
 import json
 import math
 import os
-import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -24,6 +22,7 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
+from .atomic import atomic_dir
 from .corpus import DIGITS, generate_corpus
 
 __all__ = [
@@ -237,30 +236,6 @@ def _torch_threads(n: int | None) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _atomic_dir(out_dir: Path) -> Iterator[Path]:
-    """Yield a temp dir next to ``out_dir``; on success it replaces ``out_dir``, else it is removed."""
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    try:
-        yield tmp
-        tmp.chmod(0o755)  # mkdtemp makes it 0700; a shared model cache should stay readable
-        if out_dir.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
-            os.replace(out_dir, old / "d")
-            try:
-                os.replace(tmp, out_dir)
-            except BaseException:
-                os.replace(old / "d", out_dir)
-                raise
-            finally:
-                shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-@contextlib.contextmanager
 def _quiet_progress() -> Iterator[None]:
     """Hide transformers' progress bars ("Writing model shards", "Loading weights")."""
     from transformers.utils import logging as hf_logging
@@ -365,7 +340,7 @@ def build_lm(
         "end_loss": end_loss,
     }
     tokenizer.model_max_length = n_positions
-    with _atomic_dir(out) as tmp, _quiet_progress():
+    with atomic_dir(out) as tmp, _quiet_progress():
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         (tmp / STAMP_FILE).write_text(json.dumps(stamp, indent=2, sort_keys=True) + "\n")
