@@ -132,9 +132,12 @@ class TokenHead(Head):
         return (probs * torch.arange(10, device=probs.device, dtype=probs.dtype)).sum(-1)
 
 
-def linear_head(state: dict[str, torch.Tensor], *, head_type: str, d_model: int, path: Path,
+def linear_head(state: dict[str, torch.Tensor], *, head_type: str, d_model: int, path: Path, feature: str = "d_model",
                 bin_edges: Sequence[float] | None = None) -> LinearHead:
-    """Validate a regression/classification state dict against `d_model` and the bins."""
+    """Validate a regression/classification state dict against the feature width `d_model` and the bins.
+
+    `feature` names that width in messages (`d_model`, or the hook the head reads when that is narrower).
+    """
     for key in ("output.weight", "output.bias"):
         if key not in state:
             raise NeuronProbeError(f"missing tensor {key!r}; found {sorted(state) or 'none'}", path=path, key=key)
@@ -148,14 +151,14 @@ def linear_head(state: dict[str, torch.Tensor], *, head_type: str, d_model: int,
     reads = d_model
     if hid_w is not None:
         if hid_w.ndim != 2 or hid_w.shape[1] != d_model:
-            raise NeuronProbeError(f"expected hidden.weight [hidden_dim, d_model={d_model}], got {list(hid_w.shape)}",
+            raise NeuronProbeError(f"expected hidden.weight [hidden_dim, {feature}={d_model}], got {list(hid_w.shape)}",
                                    path=path, key="hidden.weight")
         if hid_b.shape != (hid_w.shape[0],):
             raise NeuronProbeError(f"expected hidden.bias [{hid_w.shape[0]}], got {list(hid_b.shape)}", path=path,
                                    key="hidden.bias")
         reads = hid_w.shape[0]
     if out_w.shape[1] != reads:
-        what = f"hidden_dim={reads}" if hid_w is not None else f"d_model={d_model}"
+        what = f"hidden_dim={reads}" if hid_w is not None else f"{feature}={d_model}"
         raise NeuronProbeError(f"output.weight reads {out_w.shape[1]} features but the head feeds it {what}",
                                path=path, key="output.weight")
     centres = None

@@ -170,7 +170,7 @@ def patching_result(probe: Probe, texts: Sequence[str], used_split: str, sweep: 
         own = fit_line(d_act[i], d_pred[i])
         per_input.append(PerInput(text=texts[i], slope=own.slope, r_squared=own.r_squared,
                                   direct_slope=float(slopes[i]) if np.isfinite(slopes[i]) else Undefined("non-finite")))
-    base = correlate(act0, pred0, n_resamples=0)
+    base = correlate(act0, pred0, n_resamples=0, x_name="baseline activation", y_name="baseline prediction")
     options = {**{k: v for k, v in opts.items() if k != "texts"}, "factors": list(opts["factors"]),
                "split": used_split, "n_texts": T}
     arrays = {"texts": list(texts), "factors": np.array(opts["factors"]), "activation": act0, "prediction": pred0,

@@ -102,7 +102,8 @@ def open_probe(run: Run, device: str | torch.device | None = "auto") -> Probe:
     if not 0 <= run.neuron < width:
         raise NeuronProbeError(f"target neuron {run.neuron} is out of range for {neuron_hook} (width {width})",
                                path=run.config_path, key="target_neuron")
-    head = build_head(run, model, hook_width(model, feature, path=run.config_path, key="feature_hook"))
+    width = hook_width(model, feature, path=run.config_path, key="feature_hook")
+    head = build_head(run, model, width, "d_model" if width == model.d_model else f"width of {feature}")
     return Probe(run=run, model=model, head=head, neuron_hook=neuron_hook, feature_hook=feature,
                  final_hook=final_hook)
 
@@ -125,15 +126,15 @@ def hook_width(model: LoadedModel, name: str, *, path: Path, key: str) -> int:
     return int(value.shape[1])
 
 
-def build_head(run: Run, model: LoadedModel, width: int) -> Head:
-    """The run's head on the model's device; `width` is what its feature hook holds."""
+def build_head(run: Run, model: LoadedModel, width: int, feature: str = "d_model") -> Head:
+    """The run's head on the model's device; `width` is what its feature hook (named `feature`) holds."""
     cfg = run.config
     if cfg.head_type == "token":
         ids = digit_token_ids(model.tokenizer, cfg.digit_tokens, int(model.bridge.cfg.d_vocab), path=run.config_path)
         return TokenHead(unembed=model.unembed_final, digit_ids=ids.to(model.device))
     state = load_state_dict(run.head_path)
     head: LinearHead = linear_head(state, head_type=cfg.head_type, d_model=width, path=run.head_path,
-                                   bin_edges=cfg.bin_edges)
+                                   bin_edges=cfg.bin_edges, feature=feature)
     return head.to(model.device)
 
 

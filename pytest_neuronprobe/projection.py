@@ -200,7 +200,8 @@ def analyze_projection(probe: Probe, *, progress: Callable[[int], None] | None =
     corr = {}
     for i, name in enumerate(NAMES):
         if name in arrays:
-            corr[name] = correlate(arrays[name], truth, label=name, n_resamples=opts["n_resamples"], seed=seed + i)
+            corr[name] = correlate(arrays[name], truth, label=name, n_resamples=opts["n_resamples"], seed=seed + i,
+                                   x_name=name, y_name="ground_truth")
         else:
             corr[name] = Correlation(r=None, r_squared=None, p_value=None, spearman=None, n=len(truth), ci_low=None,
                                      ci_high=None, reason=f"absent: {absent}", label=name)
