@@ -1,4 +1,4 @@
-"""The `neuronprobe` command line: `make-run`, `demo`, `compare` (subcommands registered in `SUBCOMMANDS`)."""
+"""The `neuronprobe` command line: `make-run`, `demo`, `compare`, `cache` (subcommands registered in `SUBCOMMANDS`)."""
 
 from __future__ import annotations
 
@@ -144,10 +144,36 @@ def _register_compare(sub: argparse._SubParsersAction) -> None:
     add_compare_parser(sub)
 
 
+def _register_cache(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("cache", help="manage the on-disk analysis cache",
+                       description="Manage the on-disk cache of analysis results the pytest plugin keeps "
+                                   "(default: .pytest_cache/d/neuronprobe; --neuron-cache-dir).")
+    actions = p.add_subparsers(dest="cache_command", metavar="ACTION", required=True)
+    clear = actions.add_parser("clear", help="remove every cached analysis result",
+                               description="Remove every cached analysis result from the cache directory.")
+    clear.add_argument("--dir", default=None,
+                       help="cache directory (default: .pytest_cache/d/neuronprobe in the current directory)")
+    clear.set_defaults(func=_cmd_cache_clear)
+
+
+def _cmd_cache_clear(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .cache import clear_cache
+
+    directory = Path(args.dir) if args.dir else Path(".pytest_cache") / "d" / "neuronprobe"
+    if directory.exists() and not directory.is_dir():
+        raise NeuronProbeError("expected a cache directory, got a file", path=directory)
+    n = clear_cache(directory)
+    print(f"neuronprobe: removed {n} cached analysis result(s) from {directory}")
+    return 0
+
+
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _register_make_run,
     _register_demo,
     _register_compare,
+    _register_cache,
 ]
 
 

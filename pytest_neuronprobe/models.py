@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import warnings
 from dataclasses import dataclass
@@ -80,7 +81,7 @@ class LoadedModel:
         return self.bridge.unembed(self.bridge.ln_final(resid))
 
 
-_MODELS: dict[tuple[str, str, str], LoadedModel] = {}
+_MODELS: dict[tuple[str, str, str, tuple[tuple[str, int, int], ...]], LoadedModel] = {}
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
@@ -106,7 +107,8 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
 def load_model(source: str, processing: str = "compat", device: str | torch.device | None = "cpu") -> LoadedModel:
     """Boot `source` (a local HF directory or a hub name, cached offline) once per process per key."""
     dev = resolve_device(device)
-    key = (source, processing, str(dev))
+    # A local directory rebuilt in place (same path) within one process must not get the stale model.
+    key = (source, processing, str(dev), _local_fingerprint(source))
     if key in _MODELS:
         return _MODELS[key]
     from transformer_lens.model_bridge import TransformerBridge
@@ -134,8 +136,27 @@ def load_model(source: str, processing: str = "compat", device: str | torch.devi
     for p in bridge.parameters():
         p.requires_grad_(False)
     model = LoadedModel(bridge=bridge, tokenizer=tokenizer, source=source, processing=processing, device=dev)
+    for stale in [k for k in _MODELS if k[:3] == key[:3]]:  # the same directory before it was rebuilt
+        del _MODELS[stale]
     _MODELS[key] = model
     return model
+
+
+def _local_fingerprint(source: str) -> tuple[tuple[str, int, int], ...]:
+    """(relative path, size, mtime_ns) of every file of a local model directory; () for a hub name."""
+    root = Path(source)
+    if not root.is_dir():
+        return ()
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(filenames):
+            try:
+                st = os.stat(os.path.join(dirpath, name))
+            except OSError:
+                continue
+            out.append((os.path.relpath(os.path.join(dirpath, name), root), st.st_size, st.st_mtime_ns))
+    return tuple(out)
 
 
 @contextlib.contextmanager

@@ -19,6 +19,9 @@ option                   ini key                  meaning (default)
 --neuron-require-run     neuron_require_run       no run given is an error, not a skip (off)
 --neuron-judge J         neuron_judge             claims judged on the interval bound or the
                                                   estimate (bound)
+--neuron-cache-dir DIR   neuron_cache_dir         on-disk cache of analysis results (pytest's cache
+                                                  dir: .pytest_cache/d/neuronprobe)
+--neuron-no-cache        neuron_no_cache          do not read or write the on-disk cache (off)
 ======================== ======================== ===================================================
 
 Markers: `@pytest.mark.projection(**options)`, `@pytest.mark.patching(**options)` (the analysis
@@ -134,6 +137,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="how claims files judge metrics with an interval: 'bound' (the 95%% interval's "
                          "bound must satisfy the claim) or 'estimate'; a judge set in the file wins. "
                          "Default: bound. ini: neuron_judge")
+    group.addoption("--neuron-cache-dir", dest="neuron_cache_dir", metavar="DIR", type=_dir_path, default=None,
+                    help="directory of the on-disk cache of finished analysis results (keyed by the content "
+                         "of the model, head, config and dataset files, the options, the device and the "
+                         "versions). Default: pytest's cache directory (.pytest_cache/d/neuronprobe). "
+                         "ini: neuron_cache_dir")
+    group.addoption("--neuron-no-cache", dest="neuron_no_cache", action="store_const", const=True, default=None,
+                    help="do not read or write the on-disk analysis cache. Default: off. ini: neuron_no_cache")
+    parser.addini("neuron_cache_dir", "on-disk analysis cache directory (relative to the ini file)", default=None)
+    parser.addini("neuron_no_cache", "do not use the on-disk analysis cache", type="bool", default=None)
     parser.addini("neuron_run", "run directories or globs (relative to the ini file), separated by spaces",
                   type="paths", default=None)
     parser.addini("neuron_report", "report directory (relative to the ini file); default off", default=None)
@@ -210,6 +222,18 @@ def settings_from_config(config: pytest.Config) -> S.Settings:
     if baseline is not None and not update and not baseline.exists():
         raise pytest.UsageError(f"--neuron-baseline: no such file or directory: {baseline} "
                                 "(create it with --neuron-update-baseline)")
+    no_cache = bool(_setting(config, "neuron_no_cache", S.parse_bool, False, sources))
+    cache_dir = path_setting("neuron_cache_dir")
+    if cache_dir is not None and cache_dir.is_file():
+        raise pytest.UsageError(f"--neuron-cache-dir: expected a directory, got a file: {cache_dir}")
+    if no_cache:
+        cache_dir = None
+    elif cache_dir is None and getattr(config, "cache", None) is not None:
+        try:
+            cache_dir = Path(config.cache.mkdir("neuronprobe"))
+            sources["neuron_cache_dir"] = "default (pytest cache)"
+        except OSError:
+            cache_dir = None
     return S.Settings(
         runs=tuple(runs),
         report_dir=report,
@@ -219,6 +243,7 @@ def settings_from_config(config: pytest.Config) -> S.Settings:
         max_samples=_setting(config, "neuron_max_samples", S.parse_positive_int, None, sources),
         require_run=bool(_setting(config, "neuron_require_run", S.parse_bool, False, sources)),
         judge=_setting(config, "neuron_judge", S.parse_judge, "bound", sources),
+        cache_dir=cache_dir,
         sources=sources,
     )
 

@@ -279,6 +279,8 @@ class Settings:
     max_samples: int | None = None
     require_run: bool = False
     judge: str = "bound"
+    #: The on-disk result cache directory (`cache.ResultCache`); None: no on-disk cache.
+    cache_dir: Path | None = None
     #: Where each option's value came from ("command line", "ini", "default"), for the header.
     sources: Mapping[str, str] = field(default_factory=dict)
 
@@ -490,6 +492,11 @@ class NeuronSession:
         # Set when the session will need both default analyses of a run: then one clean pass serves both.
         self.joint = False
         self.final: dict[str, RunResults] = {}
+        self.cache = None
+        if settings.cache_dir is not None:
+            from .cache import ResultCache
+
+            self.cache = ResultCache(settings.cache_dir)
         for path in settings.runs:
             self.cli_labels.append(self.add_run(path))
 
@@ -592,12 +599,12 @@ class NeuronSession:
         if key not in self._projections and self.joint and overrides in (None, {}):
             self._both(label)
         if key not in self._projections:
-            probe = self.probe(label)
-            start = time.perf_counter()
-            result = analyze_projection(probe, **options)
+            result, cached, took = self._cached(label, "projection", options,
+                                                lambda probe: analyze_projection(probe, **options))
             self._projections[key] = result
             self._say(f"projection of {label} ({result.n} texts, {result.split} split, "
-                      f"{options['n_resamples']} resamples)", start)
+                      f"{options['n_resamples']} resamples)" + (" from cache" if cached else ""),
+                      time.perf_counter() - took)
         return self._projections[key]
 
     def patching(self, label: str, overrides: Mapping[str, Any] | None = None) -> PatchingResult:
@@ -610,16 +617,15 @@ class NeuronSession:
         if key not in self._patchings and self.joint and overrides in (None, {}):
             self._both(label)
         if key not in self._patchings:
-            probe = self.probe(label)
-            start = time.perf_counter()
             kwargs = dict(options)
             for k in ("factors", "texts"):
                 if kwargs[k] is not None:
                     kwargs[k] = list(kwargs[k])
-            result = analyze_patching(probe, **kwargs)
+            result, cached, took = self._cached(label, "patching", options,
+                                                lambda probe: analyze_patching(probe, **kwargs))
             self._patchings[key] = result
             self._say(f"patching of {label} ({result.n_texts} texts x {len(result.factors)} "
-                      f"{result.mode} factors)", start)
+                      f"{result.mode} factors)" + (" from cache" if cached else ""), time.perf_counter() - took)
         return self._patchings[key]
 
     def _both(self, label: str) -> None:
@@ -633,11 +639,46 @@ class NeuronSession:
             return
         patching = dict(self.patching_options())
         patching["factors"] = list(patching["factors"])
-        start = time.perf_counter()
-        proj, patch = analyze(self.probe(label), projection=self.projection_options(), patching=patching)
+        both, cached, took = self._cached(
+            label, "projection+patching", {"projection": self.projection_options(), "patching": patching},
+            lambda probe: analyze(probe, projection=self.projection_options(), patching=patching))
+        proj, patch = both
         self._projections[pkey], self._patchings[tkey] = proj, patch
         self._say(f"projection + patching of {label} ({proj.n} texts, {proj.split} split; "
-                  f"{len(patch.factors)} {patch.mode} factors)", start)
+                  f"{len(patch.factors)} {patch.mode} factors)" + (" from cache" if cached else ""),
+                  time.perf_counter() - took)
+
+    def _cached(self, label: str, kind: str, options: Mapping[str, Any],
+                compute: Callable[[Probe], Any]) -> tuple[Any, bool, float]:
+        """(`compute(probe)` or its result from the on-disk cache (key: `cache.analysis_key`), whether it came
+        from the cache, seconds taken): counted and timed for the terminal summary; loading the model
+        (on a miss) is not counted."""
+        start = time.perf_counter()
+        key = None
+        if self.cache is not None:
+            from .cache import analysis_key
+            from .models import resolve_device
+
+            try:
+                # the resolved device: `auto` means cuda on one machine and cpu on another
+                key = analysis_key(self.entry(label).run, kind, options, str(resolve_device(self.settings.device)))
+            except (OSError, NeuronProbeError):  # no key: the analysis itself says what is wrong
+                key = None
+        value = self.cache.get(key) if key is not None and self.cache is not None else None
+        cached = value is not None and (not isinstance(value, tuple) or all(v is not None for v in value))
+        if not cached:
+            loading = time.perf_counter()
+            probe = self.probe(label)  # loading the model (said on its own line) is not analysis time
+            start += time.perf_counter() - loading
+            value = compute(probe)
+            if key is not None and self.cache is not None:
+                self.cache.put(key, tuple(value) if isinstance(value, (tuple, list)) else value)
+        self.count("analyses")
+        if cached:
+            self.count("analyses_cached")
+        took = time.perf_counter() - start
+        self.counters["analysis_ms"] = self.counters.get("analysis_ms", 0) + int(round(took * 1000))
+        return value, cached, took
 
     def dataset(self, label: str, overrides: Mapping[str, Any] | None = None) -> pd.DataFrame:
         """The dataset rows the projection analysis with these options reads (no model needed)."""
@@ -917,6 +958,10 @@ class NeuronSession:
         if self.counters.get("no_baseline"):
             hint = "see the skip reasons" if self.settings.baseline else "pass --neuron-baseline PATH"
             lines.append(f"{self.counters['no_baseline']} test(s) skipped: no baseline for their run ({hint})")
+        if self.counters.get("analyses") and verbosity >= 0:
+            secs = self.counters.get("analysis_ms", 0) / 1000
+            lines.append(f"neuronprobe: analyses took {secs:.1f} s ({self.counters.get('analyses_cached', 0)} of "
+                         f"{self.counters['analyses']} from cache)")
         done = self.finished
         if done is not None:
             if done.index_html is not None:

@@ -1,0 +1,161 @@
+"""Scale, measured in one run (issue #5: caching and scale).
+
+(a) cold vs warm: the demo suite (`pytest example_suites --neuron-run 'demo_runs/*'`) twice with a fresh
+    on-disk cache directory; the analysis time is read from the session's terminal line
+    "neuronprobe: analyses took X s (Y of Z from cache)", the wall time of each session is shown too.
+(b) serial vs `-n 2`: the same suite over 8 demo-sized runs (built once with `builder.make_run` on the demo
+    LM `.neuronprobe/demo_lm`, seeds 0-7, under .neuronprobe/bench_scale/), without the cache.
+(c) memory: peak extra resident memory (ru_maxrss after - before the default analyses, in a fresh
+    subprocess each) for 500 vs 20,000 texts on the GPT-2-small-shaped local model of bench_analyses.py.
+
+Usage: python benchmarks/bench_scale.py [--parts abc] [--big 20000] [--threads 2]
+Needs `neuronprobe demo` (or `make demo`) to have built demo_runs/ and .neuronprobe/demo_lm first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+WORK = ROOT / ".neuronprobe" / "bench_scale"
+TIME_LINE = re.compile(r"neuronprobe: analyses took ([0-9.]+) s \((\d+) of (\d+) from cache\)")
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def pytest_session(args: list[str], threads: int) -> tuple[float, float, int, int, int]:
+    """(wall s, analysis s, analyses from cache, analyses, exit code) of one `pytest example_suites ...`."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    cmd = [sys.executable, "-m", "pytest", "example_suites", "-p", "no:randomly", *args]
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    match = TIME_LINE.search(proc.stdout)
+    if match is None:
+        log(proc.stdout[-3000:] + proc.stderr[-3000:])
+        raise SystemExit(f"no 'analyses took' line from: {' '.join(cmd)}")
+    return wall, float(match.group(1)), int(match.group(2)), int(match.group(3)), proc.returncode
+
+
+def part_a(threads: int) -> None:
+    cache = Path(tempfile.mkdtemp(prefix="neuronprobe-bench-cache-"))
+    try:
+        args = ["--neuron-run", "demo_runs/*", f"--neuron-cache-dir={cache}"]
+        cold = pytest_session(args, threads)
+        warm = pytest_session(args, threads)
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+    print("(a) demo suite (example_suites, 4 demo runs), fresh cache dir, run twice:")
+    for name, (wall, took, hit, n, rc) in (("cold", cold), ("warm", warm)):
+        print(f"    {name}: analyses {took:7.2f} s ({hit} of {n} from cache); session wall {wall:6.1f} s; exit {rc}")
+    ratio = cold[1] / warm[1] if warm[1] > 0 else float("inf")
+    print(f"    analysis time cold/warm: {ratio:.0f} x; session wall cold/warm: {cold[0] / warm[0]:.2f} x")
+
+
+def eight_runs() -> Path:
+    sys.path.insert(0, str(ROOT))
+    from pytest_neuronprobe.builder import make_run
+
+    runs = WORK / "runs"
+    lm = ROOT / ".neuronprobe" / "demo_lm"
+    if not (lm / "config.json").is_file():
+        raise SystemExit("no demo LM: run `neuronprobe demo` (or `make demo`) first")
+    for seed in range(8):
+        make_run(runs, base_model=lm, layer=2, neuron=3, seed=seed, reuse=True,
+                 name="regression-linear-neuron_l{layer}_n{neuron}-seed{seed}")
+    return runs
+
+
+def part_b(threads: int) -> None:
+    log("building / reusing 8 demo-sized runs …")
+    runs = eight_runs()
+    pattern = str(runs.relative_to(ROOT) / "*")
+    args = ["--neuron-run", pattern, "--neuron-no-cache"]
+    serial = pytest_session(args, threads)
+    parallel = pytest_session([*args, "-n", "2"], max(1, threads // 2))
+    print("(b) demo suite over 8 demo-sized runs, no cache:")
+    print(f"    serial: session wall {serial[0]:6.1f} s (analyses {serial[1]:.1f} s); exit {serial[4]}")
+    print(f"    -n 2:   session wall {parallel[0]:6.1f} s (analyses {parallel[1]:.1f} s summed over workers); "
+          f"exit {parallel[4]}")
+    print(f"    serial / -n 2 (wall): {serial[0] / parallel[0]:.2f} x  (on {os.cpu_count()} CPU core(s))")
+
+
+MEASURE = r"""
+import json, resource, sys, time
+sys.path.insert(0, {bench!r}); sys.path.insert(0, {root!r})
+import torch
+torch.set_num_threads({threads})
+from bench_analyses import CACHE, gpt2_small, make_run
+from pytest_neuronprobe.analysis import analyze
+from pytest_neuronprobe.probe import open_probe
+from pytest_neuronprobe.runs import load_run
+run = load_run(make_run(gpt2_small(CACHE / "gpt2-small-shaped"), {n}))
+if {build_only}:
+    print(json.dumps({{"built": str(run.path)}})); raise SystemExit
+probe = open_probe(run, "cpu")
+texts = run.analysed()["text"].tolist()
+probe.read(texts[:8], [probe.neuron_hook])  # warm-up: lazy allocations before the baseline
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+start = time.perf_counter()
+proj, patch = analyze(probe, projection={{}}, patching={{}})
+took = time.perf_counter() - start
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({{"n": proj.n, "before_kib": before, "after_kib": after, "seconds": took}}))
+"""
+
+
+def measure(n: int, threads: int, build_only: bool = False) -> dict:
+    import json
+
+    code = MEASURE.format(bench=str(ROOT / "benchmarks"), root=str(ROOT), threads=threads, n=n,
+                          build_only=build_only)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    if proc.returncode != 0:
+        log(proc.stdout[-3000:] + proc.stderr[-3000:])
+        raise SystemExit(f"memory measurement for {n} texts failed")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def part_c(big: int, threads: int) -> None:
+    rows = []
+    for n in (500, big):
+        log(f"building / reusing the {n}-text GPT-2-small-shaped run (separate process) …")
+        measure(n, threads, build_only=True)
+        log(f"measuring {n} texts …")
+        rows.append(measure(n, threads))
+    print("(c) peak extra resident memory of the default analyses (projection + patching, one clean pass), "
+          "GPT-2-small-shaped model, CPU:")
+    for r in rows:
+        extra = (r["after_kib"] - r["before_kib"]) / 1024
+        print(f"    {r['n']:6d} texts: +{extra:8.1f} MiB over {r['before_kib'] / 1024:.0f} MiB after loading "
+              f"(peak {r['after_kib'] / 1024:.0f} MiB); analysis {r['seconds']:.1f} s")
+    small, large = ((r["after_kib"] - r["before_kib"]) / 1024 for r in rows)
+    print(f"    {rows[1]['n'] / rows[0]['n']:.0f} x the texts -> {large / max(small, 1e-9):.1f} x the extra memory")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--parts", default="abc", help="which parts to run (default abc)")
+    parser.add_argument("--big", type=int, default=20000, help="texts of the large memory run (default 20000)")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads per process (default 2)")
+    args = parser.parse_args()
+    if "a" in args.parts:
+        part_a(args.threads)
+    if "b" in args.parts:
+        part_b(args.threads)
+    if "c" in args.parts:
+        part_c(args.big, args.threads)
+
+
+if __name__ == "__main__":
+    main()

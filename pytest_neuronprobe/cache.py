@@ -1,0 +1,293 @@
+"""On-disk cache of finished analysis results (issue #5).
+
+An entry is one ``.npz`` file (written with :func:`numpy.savez`, read with ``allow_pickle=False``;
+never pickle): the result objects encoded as JSON (``__meta__``, a uint8 array) plus every numpy
+array they hold. The frozen result dataclasses are rebuilt field by field from a whitelist of
+classes, so a cached result has exactly the numbers of the computed one.
+
+The key is a sha256 over everything the numbers depend on (:func:`analysis_key`): this package's,
+torch's and transformer_lens's versions, the content of every file of a local base model
+(memoised per (path, size, mtime_ns)), the run's head file, config.json and dataset CSV, the
+target layer/neuron, the analysis kind and its options, and the device. Writes are atomic
+(temp file + os.replace); an unreadable entry is a miss and is overwritten by the recomputed one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import os
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .runs import Run
+
+__all__ = ["ResultCache", "analysis_key", "file_digest", "encode", "decode", "clear_cache", "FORMAT"]
+
+#: Bump when the encoding or the result classes change incompatibly.
+FORMAT = 1
+SUFFIX = ".npz"
+
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+_DIGEST_LOCK = threading.Lock()
+
+
+def file_digest(path: str | os.PathLike[str]) -> str:
+    """sha256 of a file's bytes, memoised in-process per (path, size, mtime_ns)."""
+    p = os.path.abspath(os.fspath(path))
+    st = os.stat(p)
+    memo = (p, st.st_size, st.st_mtime_ns)
+    with _DIGEST_LOCK:
+        if memo in _DIGESTS:
+            return _DIGESTS[memo]
+    h = hashlib.sha256()
+    with open(p, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    digest = h.hexdigest()
+    with _DIGEST_LOCK:
+        _DIGESTS[memo] = digest
+    return digest
+
+
+def tree_digest(root: str | os.PathLike[str]) -> str:
+    """sha256 over (relative path, content digest) of every file under a directory, sorted."""
+    base = Path(root)
+    h = hashlib.sha256()
+    for dirpath, dirnames, filenames in os.walk(base):
+        dirnames.sort()
+        for name in sorted(filenames):
+            full = Path(dirpath) / name
+            if not full.is_file():
+                continue
+            h.update(full.relative_to(base).as_posix().encode("utf-8") + b"\0")
+            h.update(file_digest(full).encode("ascii") + b"\n")
+    return h.hexdigest()
+
+
+def _version(dist: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return "none"
+
+
+def _canonical(obj: Any) -> Any:
+    if isinstance(obj, Mapping):
+        return {str(k): _canonical(v) for k, v in sorted(obj.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(obj, (list, tuple)):
+        return [_canonical(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    return obj
+
+
+def analysis_key(run: Run, kind: str, options: Mapping[str, Any], device: str) -> str:
+    """The cache key of one analysis of one run: a sha256 hex digest."""
+    if run.base_model_is_local and Path(run.base_model).is_dir():
+        model = {"local": tree_digest(run.base_model)}
+    else:
+        model = {"name": run.base_model}
+    parts = {
+        "format": FORMAT,
+        "versions": {d: _version(d) for d in ("pytest-neuronprobe", "torch", "transformer_lens", "transformers",
+                                               "numpy", "scipy")},
+        "model": model,
+        "head": file_digest(run.head_path),
+        "config": file_digest(run.config_path),
+        "dataset": file_digest(run.dataset_path),
+        "layer": int(run.layer),
+        "neuron": int(run.neuron),
+        "split": run.split,
+        "kind": kind,
+        "options": _canonical(options),
+        "device": str(device),
+    }
+    text = json.dumps(parts, sort_keys=True, separators=(",", ":"), allow_nan=True)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------
+# Encoding: JSON + arrays, whitelisted dataclasses only
+# ---------------------------------------------------------------------------------------------
+
+
+def _classes() -> dict[str, type]:
+    from .patching import PatchingResult, PerInput
+    from .projection import NullBaseline, ProjectionResult, SelfCheck, WeightSimilarities
+    from .stats import Correlation, LinearFit, NullComparison, Undefined
+
+    return {c.__name__: c for c in (ProjectionResult, PatchingResult, PerInput, NullBaseline, SelfCheck,
+                                     WeightSimilarities, Correlation, LinearFit, NullComparison, Undefined)}
+
+
+class CacheFormatError(ValueError):
+    """A value the cache cannot store, or an entry it cannot read."""
+
+
+def encode(obj: Any) -> tuple[Any, dict[str, np.ndarray]]:
+    """(JSON-able tree, arrays) for `obj`; raises CacheFormatError for anything not storable exactly."""
+    arrays: dict[str, np.ndarray] = {}
+    classes = _classes()
+
+    def enc(x: Any) -> Any:
+        if x is None or isinstance(x, (bool, str)):
+            return x
+        if isinstance(x, np.ndarray):
+            if x.dtype.hasobject:
+                raise CacheFormatError("object arrays are not stored")
+            name = f"a{len(arrays)}"
+            arrays[name] = x
+            return {"t": "array", "v": name}
+        if isinstance(x, np.generic):
+            return {"t": "np", "d": x.dtype.str, "v": enc(x.item())}
+        if isinstance(x, int):
+            return x if type(x) is int else {"t": "int", "v": int(x)}
+        if isinstance(x, float):
+            v = float(x)
+            return v if v == v and v not in (float("inf"), float("-inf")) else {"t": "float", "v": repr(v)}
+        if isinstance(x, tuple):
+            return {"t": "tuple", "v": [enc(v) for v in x]}
+        if isinstance(x, list):
+            return {"t": "list", "v": [enc(v) for v in x]}
+        if isinstance(x, dict):
+            if not all(isinstance(k, str) for k in x):
+                raise CacheFormatError("dict keys must be strings")
+            return {"t": "dict", "v": [[k, enc(v)] for k, v in x.items()]}
+        if dataclasses.is_dataclass(x) and type(x).__name__ in classes and classes[type(x).__name__] is type(x):
+            return {"t": "dc", "c": type(x).__name__,
+                    "v": [[f.name, enc(getattr(x, f.name))] for f in dataclasses.fields(x)]}
+        raise CacheFormatError(f"cannot store a {type(x).__name__}")
+
+    return enc(obj), arrays
+
+
+def decode(tree: Any, arrays: Mapping[str, np.ndarray]) -> Any:
+    """Inverse of :func:`encode`."""
+    classes = _classes()
+
+    def dec(x: Any) -> Any:
+        if x is None or isinstance(x, (bool, str, int, float)):
+            return x
+        if not isinstance(x, dict) or "t" not in x:
+            raise CacheFormatError("bad entry")
+        t, v = x["t"], x.get("v")
+        if t == "array":
+            return arrays[v]
+        if t == "np":
+            return np.dtype(x["d"]).type(dec(v))
+        if t == "int":
+            return int(v)
+        if t == "float":
+            return float(v)
+        if t == "tuple":
+            return tuple(dec(i) for i in v)
+        if t == "list":
+            return [dec(i) for i in v]
+        if t == "dict":
+            return {k: dec(i) for k, i in v}
+        if t == "dc":
+            cls = classes[x["c"]]
+            return cls(**{k: dec(i) for k, i in v})
+        raise CacheFormatError(f"bad entry type {t!r}")
+
+    return dec(tree)
+
+
+def dumps(obj: Any, key: str) -> bytes:
+    tree, arrays = encode(obj)
+    meta = json.dumps({"format": FORMAT, "key": key, "value": tree}, separators=(",", ":"), allow_nan=False)
+    buf = io.BytesIO()
+    np.savez(buf, __meta__=np.frombuffer(meta.encode("utf-8"), dtype=np.uint8), **arrays)
+    return buf.getvalue()
+
+
+def loads(data: str | os.PathLike[str] | io.BytesIO, key: str) -> Any:
+    with np.load(data, allow_pickle=False) as npz:
+        meta = json.loads(bytes(npz["__meta__"]).decode("utf-8"))
+        if meta.get("format") != FORMAT or meta.get("key") != key:
+            raise CacheFormatError("entry written for another key or format")
+        arrays = {name: npz[name] for name in npz.files if name != "__meta__"}
+    return decode(meta["value"], arrays)
+
+
+# ---------------------------------------------------------------------------------------------
+# The cache directory
+# ---------------------------------------------------------------------------------------------
+
+
+class ResultCache:
+    """Finished analysis results by key, in a directory (two-level fan-out: <dir>/ab/<key>.npz)."""
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.directory = Path(directory)
+        self.hits = 0
+        self.misses = 0
+        self.errors: list[str] = []
+
+    def path(self, key: str) -> Path:
+        return self.directory / key[:2] / f"{key}{SUFFIX}"
+
+    def get(self, key: str) -> Any | None:
+        """The stored value, or None (missing or unreadable: the caller recomputes and overwrites)."""
+        path = self.path(key)
+        if not path.is_file():
+            self.misses += 1
+            return None
+        try:
+            value = loads(path, key)
+        except Exception:  # noqa: BLE001 - a corrupt/truncated/foreign entry is a miss
+            self.misses += 1
+            return None
+        self.hits += 1
+        return value
+
+    def put(self, key: str, value: Any) -> bool:
+        """Store atomically; False (nothing written) when the value cannot be stored or the write fails."""
+        from .atomic import write_bytes_atomic
+
+        try:
+            data = dumps(value, key)
+            write_bytes_atomic(self.path(key), data)
+        except Exception as exc:  # noqa: BLE001 - a cache must never fail the analysis
+            self.errors.append(f"{type(exc).__name__}: {exc}")
+            return False
+        return True
+
+
+def clear_cache(directory: str | os.PathLike[str]) -> int:
+    """Remove the cache entries under `directory` (only ``<2 hex>/<64 hex>.npz`` files and their temp
+    files; anything else is left alone); returns how many entries were removed."""
+    root = Path(directory)
+    if not root.is_dir():
+        return 0
+    n = 0
+    hexdigits = set("0123456789abcdef")
+    for child in root.iterdir():
+        if not (child.is_dir() and not child.is_symlink() and len(child.name) == 2 and set(child.name) <= hexdigits):
+            continue
+        for entry in child.iterdir():
+            name = entry.name
+            stem = name[1:].split(".", 1)[0] if name.startswith(".") else name[: -len(SUFFIX)]
+            if not (entry.is_file() and len(stem) == 64 and set(stem) <= hexdigits and stem.startswith(child.name)):
+                continue
+            if name.endswith(SUFFIX) and not name.startswith("."):
+                n += 1
+            elif not name.endswith(".tmp"):
+                continue
+            entry.unlink(missing_ok=True)
+        try:
+            child.rmdir()
+        except OSError:
+            pass
+    return n
