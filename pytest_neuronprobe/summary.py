@@ -2,27 +2,18 @@
 
 from __future__ import annotations
 
-import hashlib
 import platform
 from datetime import datetime, timezone
 from importlib import metadata
-from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .cache import file_digest
 from .patching import PatchingResult
 from .probe import Probe
 from .projection import NAMES, ProjectionResult
 
 LIBRARIES = ("torch", "transformer_lens", "transformers", "numpy", "scipy", "pandas")
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _version(name: str) -> str | None:
@@ -39,13 +30,13 @@ def provenance(probe: Probe) -> dict[str, Any]:
     """What produced these numbers: file hashes, model, processing, device, versions."""
     run, model = probe.run, probe.model
     dtype = next(iter(model.bridge.parameters())).dtype
-    head_hash = file_sha256(run.head_path) if run.head_path.is_file() else None
+    head_hash = file_digest(run.head_path) if run.head_path.is_file() else None
     return {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "pytest_neuronprobe": __version__,
         "head_sha256": head_hash,
-        "config_sha256": file_sha256(run.config_path),
-        "dataset_sha256": file_sha256(run.dataset_path),
+        "config_sha256": file_digest(run.config_path),
+        "dataset_sha256": file_digest(run.dataset_path),
         "head_path": str(run.head_path),
         "config_path": str(run.config_path),
         "dataset_path": str(run.dataset_path),
