@@ -40,6 +40,8 @@ from pytest_neuronprobe.runs import load_run
 from pytest_neuronprobe.stats import Undefined
 from pytest_neuronprobe.summary import build_summary
 
+from run_copies import copy_run, model_dir, config_path, dataset_path
+
 PACKAGE_DIR = Path(pytest_neuronprobe.__file__).resolve().parent
 MARKER = "PAYLOAD_RAN"  # a pickle payload writes this file next to the run if it is ever executed
 
@@ -48,27 +50,6 @@ N_LAYERS, D_MODEL, D_MLP, VOCAB, N_CTX = 2, 32, 128, 300, 64
 
 
 # ------------------------------------------------------------------------------------------ helpers
-
-
-def copy_run(src: Path, dest_parent: Path) -> Path:
-    """Copy a run without its base model; link the original base model in (one boot for all copies)."""
-    dest = dest_parent / src.name
-    shutil.copytree(src, dest, ignore=shutil.ignore_patterns("base_model"))
-    for base in src.glob("models/*/best_model/base_model"):
-        (dest / base.relative_to(src)).symlink_to(base.resolve(), target_is_directory=True)
-    return dest
-
-
-def model_dir(root: Path) -> Path:
-    return next(root.glob("models/*/best_model"))
-
-
-def config_path(root: Path) -> Path:
-    return model_dir(root) / "config.json"
-
-
-def dataset_path(root: Path) -> Path:
-    return next(root.glob("datasets/*.csv"))
 
 
 def analyse(path: Path):

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import warnings
 from pathlib import Path
 from typing import Any, Callable
@@ -28,22 +27,7 @@ from pytest_neuronprobe.probe import open_probe
 from pytest_neuronprobe.projection import analyze_projection
 from pytest_neuronprobe.runs import load_run
 
-
-def copy_run(src: Path, dest_parent: Path) -> Path:
-    """Copy a run without its base model; link the original base model in (booted once for all examples)."""
-    dest = dest_parent / src.name
-    shutil.copytree(src, dest, ignore=shutil.ignore_patterns("base_model"))
-    for base in src.glob("models/*/best_model/base_model"):
-        (dest / base.relative_to(src)).symlink_to(base.resolve(), target_is_directory=True)
-    return dest
-
-
-def config_path(root: Path) -> Path:
-    return next(root.glob("models/*/best_model/config.json"))
-
-
-def dataset_path(root: Path) -> Path:
-    return next(root.glob("datasets/*.csv"))
+from run_copies import copy_run, config_path, dataset_path
 
 
 MAX_EXAMPLES = 150
