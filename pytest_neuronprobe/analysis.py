@@ -6,7 +6,7 @@ from typing import Any, Callable
 
 from .patching import PatchingResult, analyze_patching, patching_options, patching_result, patching_texts, sweep_patches
 from .probe import Probe
-from .projection import ProjectionResult, analyze_projection, projection_hooks, projection_options
+from .projection import ProjectionResult, analyze_projection, projection_options, projection_pass
 
 
 def shares_texts(projection: dict[str, Any], patching: dict[str, Any]) -> bool:
@@ -26,8 +26,8 @@ def analyze(probe: Probe, *, projection: dict[str, Any] | None = None, patching:
         return (analyze_projection(probe, progress=progress, **projection),
                 analyze_patching(probe, progress=progress, **patching))
     texts, used_split = patching_texts(probe, q_opts)
+    reads = projection_pass(probe, texts, p_opts["input_hook"])
     sweep = sweep_patches(probe, texts, q_opts["mode"], q_opts["factors"], batch_size=q_opts["batch_size"],
-                          method=q_opts["method"], also_read=projection_hooks(probe, p_opts["input_hook"]),
-                          progress=progress)
-    proj = analyze_projection(probe, values=sweep["clean"], **projection)
+                          method=q_opts["method"], also_read=reads.hooks, on_clean=reads.add, progress=progress)
+    proj = analyze_projection(probe, reads=reads, **projection)
     return proj, patching_result(probe, texts, used_split, sweep, q_opts)

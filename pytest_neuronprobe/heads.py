@@ -59,15 +59,19 @@ class Head:
         """The function whose gradient defines the direction (the prediction itself unless it is piecewise constant)."""
         return self.predict(x)
 
-    def direction(self, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    def direction(self, x: torch.Tensor) -> torch.Tensor:
         """Mean over rows of d prediction / d x (SPEC §2); exact for linear heads."""
-        total = torch.zeros(x.shape[1], dtype=torch.float32, device=x.device)
+        return self.gradient_sum(x) / max(len(x), 1)
+
+    def gradient_sum(self, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+        """Sum over rows of d prediction / d x (so batches can be summed and divided once)."""
         with torch.enable_grad(), torch.inference_mode(False):
+            total = torch.zeros(x.shape[1], dtype=torch.float32, device=x.device)
             for start in range(0, len(x), batch_size):
                 chunk = x[start:start + batch_size].detach().clone().float().requires_grad_(True)
                 (grad,) = torch.autograd.grad(self.smooth(chunk).sum(), chunk)
                 total += grad.sum(0)
-        return total / max(len(x), 1)
+        return total
 
 
 @dataclass

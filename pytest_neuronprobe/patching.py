@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Sequence
 
@@ -183,12 +184,17 @@ def patching_result(probe: Probe, texts: Sequence[str], used_split: str, sweep: 
                           per_input=tuple(per_input), options=options, arrays=arrays)
 
 
-def _patch_fn(mode: str, neuron: int, values: torch.Tensor) -> Callable:
-    """fn(hook value, rows, positions) writing the patched neuron; `values` holds one factor per row."""
+def _patch_fn(mode: str, neuron: int, values: torch.Tensor, before: list[torch.Tensor] | None = None) -> Callable:
+    """fn(hook value, rows, positions) writing the patched neuron; `values` holds one factor per row.
+
+    `before`, if given, receives the neuron's value before the patch (float32, one per row).
+    """
 
     def patch(act: torch.Tensor, rows: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         act = act.clone()
         current = act[rows, pos, neuron]
+        if before is not None:
+            before[:] = [current.detach().float().clone()]
         new = {"scale": current * values, "set": values.to(act.dtype).expand_as(current),
                "add": current + values}[mode]
         act[rows, pos, neuron] = new.to(act.dtype)
@@ -199,12 +205,18 @@ def _patch_fn(mode: str, neuron: int, values: torch.Tensor) -> Callable:
 
 def sweep_patches(probe: Probe, texts: Sequence[str], mode: str, factors: Sequence[float], *, batch_size: int = 32,
                   method: str = "cached", also_read: Sequence[str] = (),
+                  on_clean: Callable[[np.ndarray, dict[str, torch.Tensor]], None] | None = None,
                   progress: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Baseline and patched activation/prediction per (text, factor), plus the direct-path slope per text.
 
     `cached`: the clean pass fills a KV cache; one single-token pass then re-runs only each text's read
     position, from the neuron's block on, for all factors at once. `full`: a full patched forward per factor
-    (the reference). `also_read` hooks are read in the clean pass and returned under "clean" (text order).
+    (the reference). `also_read` hooks are read in the clean pass and handed, batch by batch, to
+    `on_clean(rows, values)` (e.g. `ProjectionPass.add`); nothing of a batch is kept after it.
+
+    The cached path checks itself: the neuron's value before the patch must equal the clean pass's. Where it
+    does not (a transformers/TransformerLens pair whose KV cache is not honoured), that batch is recomputed
+    with full forward passes and a warning says so.
     """
     toks = probe.tokens(texts)
     pos = probe.positions(toks)
@@ -212,7 +224,7 @@ def sweep_patches(probe: Probe, texts: Sequence[str], mode: str, factors: Sequen
     T, F = len(toks), len(factors)
     out: dict[str, Any] = {"activation": np.empty(T), "prediction": np.empty(T),
                            "patched_activation": np.empty((T, F)), "patched_prediction": np.empty((T, F)),
-                           "direct_per_text": np.empty(T), "clean": {}}
+                           "direct_per_text": np.empty(T)}
     factor_t = torch.tensor(factors, dtype=torch.float32, device=model.device)
     feature, neuron_hook = probe.feature_hook, probe.neuron_hook
     read = list(dict.fromkeys([neuron_hook, feature]))
@@ -222,7 +234,8 @@ def sweep_patches(probe: Probe, texts: Sequence[str], mode: str, factors: Sequen
     for batch in batches(toks, pos, batch_size=batch_size, pad_id=model.pad_id, device=model.device):
         rows, B = batch.rows, len(batch.rows)
         # Rows repeated factor-major (row b under factor f at f*B + b), each with its own factor.
-        patch = (neuron_hook, _patch_fn(mode, probe.neuron, factor_t.repeat_interleave(B)))
+        before: list[torch.Tensor] = []  # the neuron's value just before the patch, per (factor, row)
+        patch = (neuron_hook, _patch_fn(mode, probe.neuron, factor_t.repeat_interleave(B), before))
         with torch.inference_mode():
             if method == "cached":
                 from transformers import DynamicCache
@@ -233,24 +246,45 @@ def sweep_patches(probe: Probe, texts: Sequence[str], mode: str, factors: Sequen
                 patched = _single_token_pass(model, batch, cache, F, read, patch, start_block, resume_value)
             else:
                 clean = run_batch(model, batch, clean_read)
+            x0 = clean[feature].float()
+            a0 = clean[neuron_hook][:, probe.neuron].float()
+            full = method != "cached"
+            if not full and not (before and _agrees(before[0], a0.repeat(F))):
+                _warn_cache_ignored(float((before[0] - a0.repeat(F)).abs().max()) if before else float("nan"))
+                full = True
+            if full:
                 big = Batch(rows=np.tile(rows, F), input_ids=batch.input_ids.repeat(F, 1),
                             attention_mask=batch.attention_mask.repeat(F, 1), pos=batch.pos.repeat(F))
                 patched = run_batch(model, big, read, patch)
-            x0 = clean[feature].float()
-            a0 = clean[neuron_hook][:, probe.neuron].float()
             out["activation"][rows] = _cpu(a0)
             out["prediction"][rows] = _cpu(probe.head.predict(x0))
             out["patched_activation"][rows] = _cpu(patched[neuron_hook][:, probe.neuron].float().reshape(F, B).T)
             out["patched_prediction"][rows] = _cpu(probe.head.predict(patched[feature].float()).reshape(F, B).T)
-        for name in also_read:
-            if name not in out["clean"]:
-                out["clean"][name] = torch.empty((T, *clean[name].shape[1:]), dtype=clean[name].dtype,
-                                                 device=clean[name].device)
-            out["clean"][name][torch.as_tensor(rows, device=clean[name].device)] = clean[name]
+        if on_clean is not None:
+            on_clean(rows, {name: clean[name] for name in also_read})
         out["direct_per_text"][rows] = _cpu(_direct_slopes(probe, x0, a0))
         if progress:
             progress(B)
     return out
+
+
+def _agrees(patched_pass: torch.Tensor, clean: torch.Tensor) -> bool:
+    """Whether the patched pass saw the clean pass's neuron values (to float32 rounding of the KV-cache path)."""
+    return bool(((patched_pass - clean).abs() <= 1e-4 * (1.0 + clean.abs())).all())
+
+
+_CACHE_WARNED: list[bool] = []
+
+
+def _warn_cache_ignored(diff: float) -> None:
+    if not _CACHE_WARNED:
+        _CACHE_WARNED.append(True)
+        from importlib.metadata import version
+
+        warnings.warn(f"the KV-cache patching path disagrees with the clean pass (neuron values differ by {diff:.3g}): "
+                      f"transformers {version('transformers')} with transformer_lens {version('transformer_lens')} "
+                      "does not honour the cache; recomputing with full forward passes (slower, same numbers)",
+                      RuntimeWarning, stacklevel=3)
 
 
 def _cpu(t: torch.Tensor) -> np.ndarray:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
 
 from .errors import NeuronProbeError
-from .models import collect
+from .models import collect, stream
 from .probe import Probe
 from .stats import Correlation, NullComparison, Undefined, correlate, empirical_null, finite_or_none
 
@@ -152,43 +152,89 @@ def projection_hooks(probe: Probe, input_hook: str) -> list[str]:
     return list(dict.fromkeys([probe.neuron_hook, probe.feature_hook, probe.final_hook, *extra]))
 
 
+class ProjectionPass:
+    """The projection analysis' reads of one clean pass, reduced batch by batch (`add`).
+
+    Per text it keeps the SPEC §3 numbers that need no other text (live, prediction, input, output,
+    neuron_dir) and the feature vector: the head projection needs the mean-gradient direction, known only
+    after the last batch. Memory is the features (4 bytes x width per text) plus one batch, whatever the
+    number of hooks read. The rows in `check_rows` also keep their full neuron-hook vector for the self-check.
+    """
+
+    def __init__(self, probe: Probe, n_texts: int, input_hook: str, check_rows: Sequence[int] = ()) -> None:
+        self.probe = probe
+        self.n_texts = n_texts
+        self.hooks = projection_hooks(probe, input_hook)
+        self.input_name = f"blocks.{probe.layer}.hook_{input_hook}"
+        self.output_name = f"blocks.{probe.layer}.hook_resid_post"
+        names = ("live", "prediction", *(("input", "output", "neuron_dir") if probe.is_mlp_neuron else ()))
+        self.scalars = {name: np.full(n_texts, np.nan) for name in names}
+        self.features: torch.Tensor | None = None
+        self.gradient_sum: torch.Tensor | None = None
+        self.check_rows = {int(i) for i in check_rows}
+        self.checked: dict[int, dict[str, torch.Tensor]] = {}
+        self.seen = 0
+        if probe.is_mlp_neuron:
+            self.w_in = probe.model.W_in(probe.layer)[:, probe.neuron].float()
+            self.w_out = probe.model.W_out(probe.layer)[probe.neuron].float()
+
+    def add(self, rows: np.ndarray, values: Mapping[str, torch.Tensor]) -> None:
+        """Reduce one batch: `values[hook]` is `[len(rows), d]`, `rows` index the analysed texts."""
+        probe, head = self.probe, self.probe.head
+        x = values[probe.feature_hook].float()
+        if self.features is None:
+            self.features = torch.empty((self.n_texts, x.shape[1]), dtype=torch.float32, device=x.device)
+            self.gradient_sum = torch.zeros(x.shape[1], dtype=torch.float32, device=x.device)
+        index = torch.as_tensor(rows, device=x.device)
+        self.features[index] = x
+        with torch.inference_mode():
+            self.scalars["prediction"][rows] = _np(head.predict(x))
+        self.gradient_sum += head.gradient_sum(x)
+        self.scalars["live"][rows] = _np(probe.neuron_values(values))
+        if probe.is_mlp_neuron:
+            self.scalars["input"][rows] = _np(values[self.input_name].float() @ self.w_in)
+            self.scalars["output"][rows] = _np(values[self.output_name].float() @ self.w_out)
+            self.scalars["neuron_dir"][rows] = _np(values[probe.final_hook].float() @ (self.w_out / self.w_out.norm()))
+        for j, row in enumerate(rows.tolist()):
+            if row in self.check_rows:
+                self.checked[row] = {probe.neuron_hook: values[probe.neuron_hook][j].clone(),
+                                     probe.feature_hook: x[j].clone()}
+        self.seen += len(rows)
+
+
+def projection_pass(probe: Probe, texts: Sequence[str], input_hook: str) -> ProjectionPass:
+    """An empty pass for these texts; the self-check re-reads the shortest, median and longest text alone."""
+    lengths = np.array([len(t) for t in probe.tokens(texts)])
+    picks = np.argsort(lengths, kind="stable")[[0, len(lengths) // 2, -1]].tolist() if len(lengths) else []
+    return ProjectionPass(probe, len(texts), input_hook, check_rows=sorted(set(picks)))
+
+
 def analyze_projection(probe: Probe, *, progress: Callable[[int], None] | None = None,
-                       values: dict[str, torch.Tensor] | None = None, **options: Any) -> ProjectionResult:
+                       reads: ProjectionPass | None = None, **options: Any) -> ProjectionResult:
     """Run the projection analysis of SPEC §3 on the probe's analysed texts.
 
     Options: input_hook (resid_mid|resid_pre), max_samples, split, n_resamples, seed, null_directions,
-    batch_size. `values` (hook -> `[texts, d]`, the analysed texts in order) skips the forward pass.
+    batch_size. `reads` (a `projection_pass` of the analysed texts, already filled) skips the forward pass.
     """
     opts = projection_options(**options)
     data, used_split = analysed_rows(probe, max_samples=opts["max_samples"], seed=opts["seed"], split=opts["split"])
     texts = data["text"].tolist()
     truth = data["activation"].to_numpy(dtype=np.float64)
-    L, n = probe.layer, probe.neuron
-    mlp = probe.is_mlp_neuron
-    input_name = f"blocks.{L}.hook_{opts['input_hook']}"
-    output_name = f"blocks.{L}.hook_resid_post"
-    if values is None:
-        values = probe.read(texts, projection_hooks(probe, opts["input_hook"]), batch_size=opts["batch_size"],
-                            progress=progress)
+    if reads is None:
+        reads = projection_pass(probe, texts, opts["input_hook"])
+        toks = probe.tokens(texts)
+        for rows, values in stream(probe.model, toks, probe.positions(toks), reads.hooks,
+                                   batch_size=opts["batch_size"], progress=progress):
+            reads.add(rows, values)
+    if reads.seen != len(texts) or reads.features is None:
+        raise RuntimeError(f"projection pass read {reads.seen} of {len(texts)} texts")  # a bug, not bad input
     seed = opts["seed"]
-    x = values[probe.feature_hook].float()
-    head = probe.head
-    with torch.inference_mode():
-        prediction = head.predict(x)
-    direction = head.direction(x)
-    arrays: dict[str, np.ndarray] = {
-        "ground_truth": truth,
-        "live": _np(probe.neuron_values(values)),
-        "prediction": _np(prediction),
-        "head": _np(x @ direction),
-    }
+    x = reads.features
+    direction = reads.gradient_sum / len(texts)
+    arrays: dict[str, np.ndarray] = {"ground_truth": truth, **reads.scalars, "head": _np(x @ direction)}
     absent = "the neuron is not an MLP neuron (layer_type is not pre/post)"
-    if mlp:
-        w_in = probe.model.W_in(L)[:, n].float()
-        w_out = probe.model.W_out(L)[n].float()
-        arrays["input"] = _np(values[input_name].float() @ w_in)
-        arrays["output"] = _np(values[output_name].float() @ w_out)
-        arrays["neuron_dir"] = _np(values[probe.final_hook].float() @ (w_out / w_out.norm()))
+    if probe.is_mlp_neuron:
+        w_in, w_out = reads.w_in, reads.w_out
         if direction.shape[0] == w_in.shape[0]:
             weights = WeightSimilarities(_cos(direction, w_in), _cos(direction, w_out), _cos(w_in, w_out))
         else:
@@ -205,10 +251,10 @@ def analyze_projection(probe: Probe, *, progress: Callable[[int], None] | None =
         else:
             corr[name] = Correlation(r=None, r_squared=None, p_value=None, spearman=None, n=len(truth), ci_low=None,
                                      ci_high=None, reason=f"absent: {absent}", label=name)
-    null = _null_baseline(probe, x, truth, direction, corr["head"], opts["null_directions"], seed)
+    null = _null_baseline(probe, x, truth, corr["head"], opts["null_directions"], seed)
     if null is not None:
         arrays["null_random"] = null.random_values
-    check = _self_check(probe, texts, arrays, values)
+    check = _self_check(probe, texts, arrays, reads.checked)
     if not check.ok:
         warnings.warn(f"{probe.run.name}: {check.message}", stacklevel=2)
     options = {**opts, "split": used_split}
@@ -227,31 +273,49 @@ def _cos(a: torch.Tensor, b: torch.Tensor) -> float | Undefined:
     return float((a.double() @ b.double()) / (na * nb))
 
 
-def _abs_r_columns(proj: torch.Tensor, truth: np.ndarray) -> np.ndarray:
-    """|Pearson r| of each column of `proj` [N, K] with `truth`, NaN for constant columns."""
-    p = proj.detach().to("cpu", torch.float64).numpy()
-    p = p - p.mean(0)
+def _moments(x: torch.Tensor, truth: np.ndarray, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray, float]:
+    """(Σ (x-x̄)(x-x̄)ᵀ, Σ (x-x̄)(t-t̄), Σ (t-t̄)²) in float64 on the CPU, a chunk of rows at a time."""
+    n = len(x)
+    mean = sum(x[i:i + chunk].to("cpu", torch.float64).sum(0) for i in range(0, n, chunk)).numpy() / n
     t = truth - truth.mean()
-    denom = np.sqrt((p * p).sum(0) * (t * t).sum())
+    gram = np.zeros((x.shape[1], x.shape[1]))
+    cross = np.zeros(x.shape[1])
+    for i in range(0, n, chunk):
+        xc = x[i:i + chunk].to("cpu", torch.float64).numpy() - mean
+        gram += xc.T @ xc
+        cross += xc.T @ t[i:i + chunk]
+    return gram, cross, float(t @ t)
+
+
+def _abs_r_columns(moments: tuple[np.ndarray, np.ndarray, float], directions: np.ndarray) -> np.ndarray:
+    """|Pearson r| of `x · d` with the truth for each column d of `directions` [width, K], from the moments.
+
+    cov(x·d, t) = dᵀ Σxt and var(x·d) = dᵀ Σxx d, so no [texts, K] projection is formed; NaN where x·d is
+    constant (variance below rounding).
+    """
+    gram, cross, stt = moments
+    var = ((gram @ directions) * directions).sum(0)
+    scale = (directions * directions).sum(0) * max(np.trace(gram), np.finfo(float).tiny)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.abs((p * t[:, None]).sum(0) / denom)
+        r = np.abs(directions.T @ cross) / np.sqrt(var * stt)
+    return np.where(var > 1e-12 * scale, np.minimum(r, 1.0), np.nan)
 
 
-def _null_baseline(probe: Probe, x: torch.Tensor, truth: np.ndarray, direction: torch.Tensor, head: Correlation,
-                   k: int, seed: int) -> NullBaseline | None:
+def _null_baseline(probe: Probe, x: torch.Tensor, truth: np.ndarray, head: Correlation, k: int, seed: int,
+                   ) -> NullBaseline | None:
     if k <= 0:
         return None
+    moments = _moments(x, truth)
     gen = torch.Generator().manual_seed(seed)
-    random_dirs = torch.randn(x.shape[1], k, generator=gen, dtype=torch.float64).to(x.device)
-    random_dirs = (random_dirs / random_dirs.norm(dim=0)).float()
+    random_dirs = torch.randn(x.shape[1], k, generator=gen, dtype=torch.float64).numpy()
     r = head.r if head.defined else float("nan")
-    random_values = _finite(_abs_r_columns(x @ random_dirs, truth))
+    random_values = _finite(_abs_r_columns(moments, random_dirs))
     random = empirical_null(r, random_values, label="random directions")
     neurons = None
     if probe.is_mlp_neuron and x.shape[1] == probe.model.d_model:
-        w_out = probe.model.W_out(probe.layer).float()
-        others = torch.cat([w_out[: probe.neuron], w_out[probe.neuron + 1:]])
-        neurons = empirical_null(r, _finite(_abs_r_columns(x @ others.T, truth)),
+        w_out = probe.model.W_out(probe.layer).to("cpu", torch.float64).numpy()
+        others = np.concatenate([w_out[: probe.neuron], w_out[probe.neuron + 1:]])
+        neurons = empirical_null(r, _finite(_abs_r_columns(moments, others.T)),
                                  label=f"other neurons' output directions (layer {probe.layer})")
     return NullBaseline(random=random, neurons=neurons, random_values=random_values)
 
@@ -260,20 +324,18 @@ def _finite(a: np.ndarray) -> np.ndarray:
     return a[np.isfinite(a)]
 
 
-def _self_check(probe: Probe, texts: list[str], arrays: dict[str, np.ndarray], values: dict[str, torch.Tensor],
-                ) -> SelfCheck:
+def _self_check(probe: Probe, texts: list[str], arrays: dict[str, np.ndarray],
+                checked: Mapping[int, Mapping[str, torch.Tensor]]) -> SelfCheck:
     live, truth = arrays["live"], arrays["ground_truth"]
     live_diff = float(np.max(np.abs(live - truth))) if len(truth) else 0.0
     scale = max(1.0, float(np.max(np.abs(truth))) if len(truth) else 1.0)
     # One text at a time for the shortest, median and longest text: batching must not change any number.
     toks = probe.tokens(texts)
-    lengths = np.array([len(t) for t in toks])
-    picks = sorted(set(np.argsort(lengths, kind="stable")[[0, len(toks) // 2, -1]].tolist())) if toks else []
     batched_diff = 0.0
-    for i in picks:
-        single = collect(probe.model, [toks[i]], probe.positions([toks[i]]), [probe.neuron_hook, probe.feature_hook])
-        for name in (probe.neuron_hook, probe.feature_hook):
-            batched_diff = max(batched_diff, float((single[name][0] - values[name][i]).abs().max()))
+    for i, kept in checked.items():
+        single = collect(probe.model, [toks[i]], probe.positions([toks[i]]), list(kept))
+        for name, value in kept.items():
+            batched_diff = max(batched_diff, float((single[name][0].float() - value.float()).abs().max()))
     problems = []
     if live_diff > LIVE_TOLERANCE * scale:
         problems.append(f"live activations do not match the dataset (max |live - activation| = {live_diff:.4g}); "

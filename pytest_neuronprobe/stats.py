@@ -532,12 +532,18 @@ def bootstrap_slope_ci(
         axis=1,
     )
     rng = np.random.default_rng(seed)
-    idx = rng.integers(0, n_groups, size=(n_resamples, n_groups))
-    # How often each group is drawn in each resample, then summed statistics per resample.
-    flat = (idx + (np.arange(n_resamples) * n_groups)[:, None]).ravel()
-    counts = np.bincount(flat, minlength=n_resamples * n_groups).reshape(n_resamples, n_groups)
-    s = counts.astype(float) @ suff
-    cnt, sx, sy, sxy, sxx = s.T
+    # Resamples in chunks of about _BATCH_ELEMENTS draws (memory bounded for many groups); drawing the rows of
+    # the (n_resamples, n_groups) index matrix chunk by chunk gives the same draws as one call.
+    chunk = max(1, _BATCH_ELEMENTS // n_groups)
+    sums = []
+    for start in range(0, n_resamples, chunk):
+        r = min(chunk, n_resamples - start)
+        idx = rng.integers(0, n_groups, size=(r, n_groups))
+        # How often each group is drawn in each resample, then summed statistics per resample.
+        flat = (idx + (np.arange(r) * n_groups)[:, None]).ravel()
+        counts = np.bincount(flat, minlength=r * n_groups).reshape(r, n_groups)
+        sums.append(counts.astype(float) @ suff)
+    cnt, sx, sy, sxy, sxx = np.concatenate(sums).T
     with np.errstate(divide="ignore", invalid="ignore"):
         vx = sxx - sx * sx / cnt
         cov = sxy - sx * sy / cnt

@@ -367,7 +367,28 @@ def test_null_baseline_of_other_neurons_matches_loop(case, texts):
     assert nn.percentile_95 == pytest.approx(np.percentile(null, 95), abs=1e-5)
     assert nn.p_value == pytest.approx((1 + (null >= observed - 1e-9).sum()) / (1 + len(null)), abs=1 / len(null))
     assert nn.selectivity == pytest.approx(observed - np.percentile(null, 95), abs=1e-5)
+    # The random directions: the same seeded draws, projected and correlated one direction at a time.
+    dirs = torch.randn(x.shape[1], 10, generator=torch.Generator().manual_seed(0), dtype=torch.float64).numpy()
+    random = np.array([abs(scipy.stats.pearsonr(x @ dirs[:, k], truth)[0]) for k in range(10)])
     assert result.null.random.n_null == 10
+    np.testing.assert_allclose(result.null.random_values, random, atol=1e-6)
+
+
+def test_kv_cache_that_is_not_honoured_falls_back_to_full_passes(case, texts, monkeypatch):
+    """A library pair that ignores the KV cache (transformers 5.24 with TransformerLens 4.3 did) is caught."""
+    from transformers import DynamicCache
+
+    from pytest_neuronprobe import patching
+
+    probe = open_probe(load_run(case["root"]), "cpu")
+    options = dict(factors=(0.0, 1.0, 2.0), texts=texts[:6], n_resamples=0)
+    full = analyze_patching(probe, method="full", **options)
+    monkeypatch.setattr(patching, "_repeat_cache", lambda cache, F, first: DynamicCache())
+    monkeypatch.setattr(patching, "_CACHE_WARNED", [])
+    with pytest.warns(RuntimeWarning, match="does not honour the cache"):
+        cached = analyze_patching(probe, **options)
+    for key in ("activation_change", "prediction_change"):
+        np.testing.assert_allclose(cached.arrays[key], full.arrays[key], atol=1e-6)
 
 
 def test_split_rule_and_max_samples(lms, texts, tiny_ref, tmp_path):
