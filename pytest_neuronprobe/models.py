@@ -81,7 +81,10 @@ class LoadedModel:
         return self.bridge.unembed(self.bridge.ln_final(resid))
 
 
-_MODELS: dict[tuple[str, str, str, tuple[tuple[str, int, int], ...]], LoadedModel] = {}
+#: Booted models by (content, processing, device): runs that share a base model by content share one model,
+#: wherever their copies of it lie. `_SOURCES` remembers each path's current key, to drop a stale model.
+_MODELS: dict[tuple[str, str, str], LoadedModel] = {}
+_SOURCES: dict[tuple[str, str, str], tuple[str, str, str]] = {}
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
@@ -107,9 +110,9 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
 def load_model(source: str, processing: str = "compat", device: str | torch.device | None = "cpu") -> LoadedModel:
     """Boot `source` (a local HF directory or a hub name, cached offline) once per process per key."""
     dev = resolve_device(device)
-    # A local directory rebuilt in place (same path) within one process must not get the stale model.
-    key = (source, processing, str(dev), _local_fingerprint(source))
+    key = (_content_key(source), processing, str(dev))
     if key in _MODELS:
+        _remember(source, key)
         return _MODELS[key]
     from transformer_lens.model_bridge import TransformerBridge
     from transformers import AutoTokenizer
@@ -136,27 +139,31 @@ def load_model(source: str, processing: str = "compat", device: str | torch.devi
     for p in bridge.parameters():
         p.requires_grad_(False)
     model = LoadedModel(bridge=bridge, tokenizer=tokenizer, source=source, processing=processing, device=dev)
-    for stale in [k for k in _MODELS if k[:3] == key[:3]]:  # the same directory before it was rebuilt
-        del _MODELS[stale]
     _MODELS[key] = model
+    _remember(source, key)
     return model
 
 
-def _local_fingerprint(source: str) -> tuple[tuple[str, int, int], ...]:
-    """(relative path, size, mtime_ns) of every file of a local model directory; () for a hub name."""
-    root = Path(source)
-    if not root.is_dir():
-        return ()
-    out = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        for name in sorted(filenames):
-            try:
-                st = os.stat(os.path.join(dirpath, name))
-            except OSError:
-                continue
-            out.append((os.path.relpath(os.path.join(dirpath, name), root), st.st_size, st.st_mtime_ns))
-    return tuple(out)
+def _content_key(source: str) -> str:
+    """`local:<sha256 of every file>` for a local directory (memoised per file), else the hub name."""
+    if Path(source).is_dir():
+        from .cache import tree_digest
+
+        try:
+            return "local:" + tree_digest(source)
+        except OSError as exc:
+            raise NeuronProbeError(f"cannot read the base model's files: {exc}", path=source,
+                                   key="base_model_path") from None
+    return "name:" + source
+
+
+def _remember(source: str, key: tuple[str, str, str]) -> None:
+    """Point `source` at `key`; a model no path points at any more (rebuilt in place) is dropped."""
+    at = (str(Path(source).resolve()) if Path(source).is_dir() else source, key[1], key[2])
+    old = _SOURCES.get(at)
+    _SOURCES[at] = key
+    if old is not None and old != key and old not in _SOURCES.values():
+        _MODELS.pop(old, None)
 
 
 @contextlib.contextmanager
@@ -345,19 +352,30 @@ def run_batch(model: LoadedModel, batch: Batch, read: Sequence[str],
     return forward_read(model, batch.input_ids, batch.attention_mask, batch.pos, read, patch, **kwargs)
 
 
+def stream(model: LoadedModel, token_lists: Sequence[Sequence[int]], pos: np.ndarray, read: Sequence[str], *,
+           batch_size: int = 32, patch: tuple[str, Callable] | None = None,
+           progress: Callable[[int], None] | None = None) -> Iterator[tuple[np.ndarray, dict[str, torch.Tensor]]]:
+    """Batched `run_batch` over all texts: (rows into the caller's text list, hook values `[rows, d]`) per batch.
+
+    Nothing is kept between batches, so a consumer that reduces each batch needs memory for one batch only.
+    """
+    for batch in batches(token_lists, pos, batch_size=batch_size, pad_id=model.pad_id, device=model.device):
+        with torch.inference_mode():  # not held across the yield: the consumer runs in its own grad mode
+            values = run_batch(model, batch, read, patch)
+        yield batch.rows, values
+        if progress:
+            progress(len(batch.rows))
+
+
 def collect(model: LoadedModel, token_lists: Sequence[Sequence[int]], pos: np.ndarray, read: Sequence[str], *,
             batch_size: int = 32, patch: tuple[str, Callable] | None = None,
             progress: Callable[[int], None] | None = None) -> dict[str, torch.Tensor]:
-    """Batched `run_batch` over all texts, results in the caller's text order."""
+    """`stream`, gathered: each hook's values for all texts, `[texts, d]`, in the caller's text order."""
     n = len(token_lists)
     result: dict[str, torch.Tensor] = {}
-    with torch.inference_mode():
-        for batch in batches(token_lists, pos, batch_size=batch_size, pad_id=model.pad_id, device=model.device):
-            values = run_batch(model, batch, read, patch)
-            for name, v in values.items():
-                if name not in result:
-                    result[name] = torch.empty((n, *v.shape[1:]), dtype=v.dtype, device=v.device)
-                result[name][torch.as_tensor(batch.rows, device=v.device)] = v
-            if progress:
-                progress(len(batch.rows))
+    for rows, values in stream(model, token_lists, pos, read, batch_size=batch_size, patch=patch, progress=progress):
+        for name, v in values.items():
+            if name not in result:
+                result[name] = torch.empty((n, *v.shape[1:]), dtype=v.dtype, device=v.device)
+            result[name][torch.as_tensor(rows, device=v.device)] = v
     return result

@@ -318,8 +318,6 @@ def test_cache_clear_defaults_to_pytest_cache_dir(tmp_path: Path, monkeypatch: p
 
 
 def test_load_model_rebuilt_in_place_is_reloaded(tiny_lm_dir: Path, tmp_path: Path) -> None:
-    import os
-
     from pytest_neuronprobe.models import load_model
 
     lm = tmp_path / "lm"
@@ -327,8 +325,23 @@ def test_load_model_rebuilt_in_place_is_reloaded(tiny_lm_dir: Path, tmp_path: Pa
     first = load_model(str(lm))
     assert load_model(str(lm)) is first
     cfg = lm / "config.json"
-    st = cfg.stat()
-    os.utime(cfg, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    cfg.write_text(cfg.read_text(encoding="utf-8") + "\n", encoding="utf-8")  # one byte more, same model
     second = load_model(str(lm))
     assert second is not first
     assert load_model(str(lm)) is second
+
+
+def test_copies_of_one_base_model_are_loaded_once(tiny_lm_dir: Path, tmp_path: Path) -> None:
+    """Runs that each carry a copy of the same base model (by content) share one loaded model."""
+    from pytest_neuronprobe.models import load_model
+
+    copies = [shutil.copytree(tiny_lm_dir, tmp_path / f"copy{i}") for i in range(2)]
+    first = load_model(str(copies[0]))
+    assert load_model(str(copies[1])) is first
+    assert load_model(str(copies[0]), processing="raw") is not first
+    weights = next(p for p in copies[1].iterdir() if p.suffix == ".safetensors")
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1  # one bit of one weight
+    weights.write_bytes(bytes(data))
+    assert load_model(str(copies[1])) is not first
+    assert load_model(str(copies[0])) is first
