@@ -43,6 +43,7 @@ from . import session as S
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
+    from .distribute import RunScopeScheduling
     from .heads import Head
     from .models import LoadedModel
     from .patching import PatchingResult
@@ -269,6 +270,15 @@ class _XdistHooks:
         payload = output.get(WORKER_OUTPUT_KEY)
         if payload:
             self.state.merge_payload(json.loads(payload))
+
+    def pytest_xdist_make_scheduler(self, config: pytest.Config, log: Any) -> RunScopeScheduling | None:
+        """With `--dist load` (what `-n N` gives), keep each run's tests on one worker; any other
+        mode, or no command-line run, is xdist's own choice."""
+        if config.getvalue("dist") != "load" or not self.state.cli_labels:
+            return None
+        from .distribute import RunScopeScheduling
+
+        return RunScopeScheduling(config, log, labels=self.state.cli_labels)
 
 
 def pytest_configure(config: pytest.Config) -> None:
