@@ -16,6 +16,7 @@ option                   ini key                  meaning (default)
 --neuron-device DEV      neuron_device            cpu | cuda | mps | auto (cpu: the same numbers on
                                                   every machine; auto is opt-in)
 --neuron-max-samples N   neuron_max_samples       analyse at most N texts per run (all)
+--neuron-batch-size N    neuron_batch_size        texts per forward pass (32)
 --neuron-require-run     neuron_require_run       no run given is an error, not a skip (off)
 --neuron-judge J         neuron_judge             claims judged on the interval bound or the
                                                   estimate (bound)
@@ -129,6 +130,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     type=_argparse_type(S.parse_positive_int), default=None,
                     help="analyse at most N texts per run (a seeded subsample). Default: all. "
                          "ini: neuron_max_samples")
+    group.addoption("--neuron-batch-size", dest="neuron_batch_size", metavar="N",
+                    type=_argparse_type(S.parse_positive_int), default=None,
+                    help="texts per forward pass; memory is bounded by one batch, not by the dataset "
+                         "(lower it for long texts or a small GPU). Default: 32. ini: neuron_batch_size")
     group.addoption("--neuron-require-run", dest="neuron_require_run", action="store_const", const=True,
                     default=None,
                     help="fail closed: without any run, tests needing one error and the exit code is "
@@ -156,6 +161,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                   default=None)
     parser.addini("neuron_device", "cpu | cuda | mps | auto (default cpu)", default=None)
     parser.addini("neuron_max_samples", "analyse at most N texts per run (default all)", default=None)
+    parser.addini("neuron_batch_size", "texts per forward pass (default 32)", default=None)
     parser.addini("neuron_require_run", "without a run, error instead of skip", type="bool", default=None)
     parser.addini("neuron_judge", "bound | estimate: how claims files judge (default bound)", default=None)
 
@@ -242,6 +248,7 @@ def settings_from_config(config: pytest.Config) -> S.Settings:
         update_baseline=update,
         device=_setting(config, "neuron_device", S.parse_device, "cpu", sources),
         max_samples=_setting(config, "neuron_max_samples", S.parse_positive_int, None, sources),
+        batch_size=_setting(config, "neuron_batch_size", S.parse_positive_int, 32, sources),
         require_run=bool(_setting(config, "neuron_require_run", S.parse_bool, False, sources)),
         judge=_setting(config, "neuron_judge", S.parse_judge, "bound", sources),
         cache_dir=cache_dir,
@@ -330,7 +337,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
                "; pass --neuron-run PATH)"
     lines = [f"neuronprobe: runs: {runs}",
              f"neuronprobe: device: {s.device} ({src.get('neuron_device', 'default')}); "
-             f"max samples: {s.max_samples or 'all'}; judge: {s.judge}; "
+             f"max samples: {s.max_samples or 'all'}; batch size: {s.batch_size}; judge: {s.judge}; "
              f"report: {s.report_dir if s.report_dir else 'off'}; "
              f"baseline: {s.baseline if s.baseline else 'none'}"
              + (" (will be updated)" if s.update_baseline else "")]

@@ -76,6 +76,8 @@ REQUIRE_RUN_MESSAGE = ("--neuron-require-run is set but no run was given: pass -
 #: The summary keys the projection analysis fills (SPEC §5 plus extras); the patching one fills "patching".
 PROJECTION_KEYS = ("dataset_size", "weight_similarities", "projections", "null", "self_check",
                    "projection_options")
+#: How often a long analysis says how far it is (seconds).
+PROGRESS_SECONDS = 5.0
 #: Metrics shown per run in the terminal summary.
 KEY_METRICS = ("projection.prediction.r", "projection.head.r", "projection.live.r",
                "projection.null.random.selectivity", "patching.slope", "patching.r_squared",
@@ -277,6 +279,8 @@ class Settings:
     update_baseline: bool = False
     device: str = "cpu"
     max_samples: int | None = None
+    #: Texts per forward pass (memory is bounded by one batch, not by the dataset).
+    batch_size: int = 32
     require_run: bool = False
     judge: str = "bound"
     #: The on-disk result cache directory (`cache.ResultCache`); None: no on-disk cache.
@@ -555,8 +559,9 @@ class NeuronSession:
             start = time.perf_counter()
             probe = open_probe(entry.run, self.settings.device)
             self._probes[key] = probe
-            self._say(f"loaded {label}: {probe.model.source} ({entry.run.config.processing}) on "
-                      f"{probe.device}", start)
+            own = str(entry.run.base_model)
+            shared = "" if probe.model.source == own else f" (the same files as {probe.model.source}: loaded once)"
+            self._say(f"loaded {label}: {own}{shared} ({entry.run.config.processing}) on {probe.device}", start)
         return self._probes[key]
 
     def _say(self, what: str, start: float | None = None) -> None:
@@ -569,7 +574,8 @@ class NeuronSession:
     def projection_options(self, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """The analyze_projection options in effect: marker keywords > session (max_samples) > defaults."""
         options: dict[str, Any] = {"input_hook": "resid_mid", "max_samples": self.settings.max_samples,
-                                   "split": None, "n_resamples": 1000, "seed": 0, "null_directions": 200}
+                                   "split": None, "n_resamples": 1000, "seed": 0, "null_directions": 200,
+                                   "batch_size": self.settings.batch_size}
         options.update(overrides or {})
         if options["split"] == "auto":
             options["split"] = None
@@ -579,7 +585,7 @@ class NeuronSession:
         """The analyze_patching options in effect: marker keywords > session (max_samples) > defaults."""
         options: dict[str, Any] = {"mode": "scale", "factors": None, "texts": None,
                                    "max_samples": self.settings.max_samples, "split": None, "n_resamples": 1000,
-                                   "seed": 0, "method": "cached"}
+                                   "seed": 0, "method": "cached", "batch_size": self.settings.batch_size}
         options.update(overrides or {})
         if options["split"] == "auto":
             options["split"] = None
@@ -600,7 +606,8 @@ class NeuronSession:
             self._both(label)
         if key not in self._projections:
             result, cached, took = self._cached(label, "projection", options,
-                                                lambda probe: analyze_projection(probe, **options))
+                                                lambda probe, progress: analyze_projection(probe, progress=progress,
+                                                                                           **options))
             self._projections[key] = result
             self._say(f"projection of {label} ({result.n} texts, {result.split} split, "
                       f"{options['n_resamples']} resamples)" + (" from cache" if cached else ""),
@@ -622,7 +629,8 @@ class NeuronSession:
                 if kwargs[k] is not None:
                     kwargs[k] = list(kwargs[k])
             result, cached, took = self._cached(label, "patching", options,
-                                                lambda probe: analyze_patching(probe, **kwargs))
+                                                lambda probe, progress: analyze_patching(probe, progress=progress,
+                                                                                         **kwargs))
             self._patchings[key] = result
             self._say(f"patching of {label} ({result.n_texts} texts x {len(result.factors)} "
                       f"{result.mode} factors)" + (" from cache" if cached else ""), time.perf_counter() - took)
@@ -641,7 +649,8 @@ class NeuronSession:
         patching["factors"] = list(patching["factors"])
         both, cached, took = self._cached(
             label, "projection+patching", {"projection": self.projection_options(), "patching": patching},
-            lambda probe: analyze(probe, projection=self.projection_options(), patching=patching))
+            lambda probe, progress: analyze(probe, projection=self.projection_options(), patching=patching,
+                                            progress=progress))
         proj, patch = both
         self._projections[pkey], self._patchings[tkey] = proj, patch
         self._say(f"projection + patching of {label} ({proj.n} texts, {proj.split} split; "
@@ -649,7 +658,7 @@ class NeuronSession:
                   time.perf_counter() - took)
 
     def _cached(self, label: str, kind: str, options: Mapping[str, Any],
-                compute: Callable[[Probe], Any]) -> tuple[Any, bool, float]:
+                compute: Callable[[Probe, Callable[[int], None] | None], Any]) -> tuple[Any, bool, float]:
         """(`compute(probe)` or its result from the on-disk cache (key: `cache.analysis_key`), whether it came
         from the cache, seconds taken): counted and timed for the terminal summary; loading the model
         (on a miss) is not counted."""
@@ -670,7 +679,7 @@ class NeuronSession:
             loading = time.perf_counter()
             probe = self.probe(label)  # loading the model (said on its own line) is not analysis time
             start += time.perf_counter() - loading
-            value = compute(probe)
+            value = compute(probe, self._progress(label, kind, options))
             if key is not None and self.cache is not None:
                 self.cache.put(key, tuple(value) if isinstance(value, (tuple, list)) else value)
         self.count("analyses")
@@ -679,6 +688,26 @@ class NeuronSession:
         took = time.perf_counter() - start
         self.counters["analysis_ms"] = self.counters.get("analysis_ms", 0) + int(round(took * 1000))
         return value, cached, took
+
+    def _progress(self, label: str, kind: str, options: Mapping[str, Any]) -> Callable[[int], None] | None:
+        """A callback counting analysed texts that says how far it is every PROGRESS_SECONDS (none when quiet)."""
+        if self.log is None:
+            return None
+        opts = options.get("projection", options)
+        texts = opts.get("texts")
+        total = len(texts) if texts else len(self.dataset(label, {k: opts[k] for k in ("max_samples", "split", "seed")}))
+        start = last = time.perf_counter()
+        done = 0
+
+        def step(n: int) -> None:
+            nonlocal done, last
+            done += n
+            now = time.perf_counter()
+            if now - last >= PROGRESS_SECONDS and done < total:
+                last = now
+                self._say(f"{kind} of {label}: {done}/{total} texts ({done / total:.0%}, {now - start:.0f} s)")
+
+        return step
 
     def dataset(self, label: str, overrides: Mapping[str, Any] | None = None) -> pd.DataFrame:
         """The dataset rows the projection analysis with these options reads (no model needed)."""

@@ -19,6 +19,9 @@ CASES = {
     "run ini": (["neuron_run = {B}"], [], "", "run={B} "),
     "run cli > ini": (["neuron_run = {B}"], ["--neuron-run={A}"], "", "run={A} "),
     "run marker > cli": ([], ["--neuron-run={A}"], "@pytest.mark.neuron_run('{B}')", "run={B} "),
+    "batch_size default": ([], [], "", "batch=32/default "),
+    "batch_size ini": (["neuron_batch_size = 4"], [], "", "batch=4/ini "),
+    "batch_size cli > ini": (["neuron_batch_size = 4"], ["--neuron-batch-size=2"], "", "batch=2/command line "),
     "device default": ([], [], "", "device=cpu/default "),
     "device ini": (["neuron_device = auto"], [], "", "device=auto/ini "),
     "device cli > ini": (["neuron_device = auto"], ["--neuron-device=CPU"], "", "device=cpu/command line "),
@@ -51,7 +54,8 @@ def test_precedence(pytester: pytest.Pytester, two_runs: list[Path], ini: list[s
             print(f"VALUES max_samples={{len(neuron_dataset)}} run={{neuron_run.name}} "
                   f"device={{s.device}}/{{src['neuron_device']}} judge={{s.judge}}/{{src['neuron_judge']}} "
                   f"require_run={{s.require_run}}/{{src['neuron_require_run']}} "
-                  f"report={{report}}/{{src['neuron_report']}} ")
+                  f"report={{report}}/{{src['neuron_report']}} "
+                  f"batch={{s.batch_size}}/{{src['neuron_batch_size']}} ")
     """)
     args = [arg.format(**paths) for arg in cli]
     if not any(arg.startswith("--neuron-run") for arg in args) and not any("neuron_run" in i for i in ini):
@@ -66,10 +70,11 @@ def test_precedence(pytester: pytest.Pytester, two_runs: list[Path], ini: list[s
     ([], ["--neuron-device=tpu"], "*argument --neuron-device: invalid device 'tpu': choose from cpu, cuda, mps, auto*"),
     ([], ["--neuron-max-samples=0"], "*argument --neuron-max-samples: expected a whole number >= 1, got '0'*"),
     ([], ["--neuron-judge=maybe"], "*argument --neuron-judge: invalid judge 'maybe': choose from bound, estimate*"),
+    ([], ["--neuron-batch-size=-3"], "*argument --neuron-batch-size: expected a whole number >= 1, got '-3'*"),
     (["neuron_device = tpu"], [], "*ini option neuron_device: invalid device 'tpu'*"),
     (["neuron_max_samples = many"], [], "*ini option neuron_max_samples: expected a whole number >= 1, got 'many'*"),
     (["neuron_judge = maybe"], [], "*ini option neuron_judge: invalid judge 'maybe'*"),
-], ids=["cli device", "cli max_samples", "cli judge", "ini device", "ini max_samples", "ini judge"])
+], ids=["cli device", "cli max_samples", "cli judge", "cli batch_size", "ini device", "ini max_samples", "ini judge"])
 def test_bad_values_are_usage_errors(pytester: pytest.Pytester, ini: list[str], cli: list[str], message: str) -> None:
     if ini:
         pytester.makeini("[pytest]\n" + "\n".join(ini) + "\n")
@@ -83,7 +88,8 @@ def test_help_shows_metavars_defaults_and_ini_keys(pytester: pytest.Pytester) ->
     result = pytester.runpytest_inprocess("--help")
     text = " ".join(result.stdout.str().split())
     for fragment in ("--neuron-run=PATH", "--neuron-report=DIR", "--neuron-baseline=PATH", "--neuron-update-baseline",
-                     "--neuron-device={cpu,cuda,mps,auto}", "--neuron-max-samples=N", "--neuron-require-run",
+                     "--neuron-device={cpu,cuda,mps,auto}", "--neuron-max-samples=N", "--neuron-batch-size=N",
+                     "--neuron-require-run",
                      "--neuron-judge={bound,estimate}", "Default: cpu, so the numbers are the same on every machine",
                      "ini: neuron_run", "ini: neuron_report", "ini: neuron_device", "Default: bound",
                      "precedence: marker keyword > command line > ini > default"):
