@@ -4,11 +4,12 @@
     on-disk cache directory; the analysis time is read from the session's terminal line
     "neuronprobe: analyses took X s (Y of Z from cache)", the wall time of each session is shown too.
 (b) serial vs `-n 2`: the same suite over 8 demo-sized runs (built once with `builder.make_run` on the demo
-    LM `.neuronprobe/demo_lm`, seeds 0-7, under .neuronprobe/bench_scale/), without the cache.
+    LM `.neuronprobe/demo_lm`, seeds 0-7, under .neuronprobe/bench_scale/), without the cache; then over 8
+    runs of 10,000 texts each (2,000 analysed), where the analyses, not process start-up, take the time.
 (c) memory: peak extra resident memory (ru_maxrss after - before the default analyses, in a fresh
     subprocess each) for 500 vs 20,000 texts on the GPT-2-small-shaped local model of bench_analyses.py.
 
-Usage: python benchmarks/bench_scale.py [--parts abc] [--big 20000] [--threads 2]
+Usage: python benchmarks/bench_scale.py [--parts abc] [--big 20000] [--sweep-texts 10000] [--threads 2]
 Needs `neuronprobe demo` (or `make demo`) to have built demo_runs/ and .neuronprobe/demo_lm first.
 """
 
@@ -58,36 +59,47 @@ def part_a(threads: int) -> None:
     print("(a) demo suite (example_suites, 4 demo runs), fresh cache dir, run twice:")
     for name, (wall, took, hit, n, rc) in (("cold", cold), ("warm", warm)):
         print(f"    {name}: analyses {took:7.2f} s ({hit} of {n} from cache); session wall {wall:6.1f} s; exit {rc}")
-    ratio = cold[1] / warm[1] if warm[1] > 0 else float("inf")
-    print(f"    analysis time cold/warm: {ratio:.0f} x; session wall cold/warm: {cold[0] / warm[0]:.2f} x")
+    share = warm[1] / cold[1] if cold[1] > 0 else float("nan")
+    print(f"    warm analysis time = {share:.1%} of cold (target <= 5%); "
+          f"session wall cold/warm: {cold[0] / warm[0]:.2f} x")
 
 
-def eight_runs() -> Path:
+def eight_runs(n_texts: int | None = None) -> Path:
+    """8 linear-head runs on the demo LM (seeds 0-7): demo-sized (600 texts), or `n_texts` texts each."""
     sys.path.insert(0, str(ROOT))
     from pytest_neuronprobe.builder import make_run
 
-    runs = WORK / "runs"
+    runs = WORK / ("runs" if n_texts is None else f"runs{n_texts}")
     lm = ROOT / ".neuronprobe" / "demo_lm"
     if not (lm / "config.json").is_file():
         raise SystemExit("no demo LM: run `neuronprobe demo` (or `make demo`) first")
+    size = {} if n_texts is None else {"n_texts": n_texts}
     for seed in range(8):
         make_run(runs, base_model=lm, layer=2, neuron=3, seed=seed, reuse=True,
-                 name="regression-linear-neuron_l{layer}_n{neuron}-seed{seed}")
+                 name="regression-linear-neuron_l{layer}_n{neuron}-seed{seed}", **size)
     return runs
 
 
-def part_b(threads: int) -> None:
-    log("building / reusing 8 demo-sized runs …")
-    runs = eight_runs()
+def sweep(title: str, runs: Path, threads: int) -> None:
     pattern = str(runs.relative_to(ROOT) / "*")
     args = ["--neuron-run", pattern, "--neuron-no-cache"]
     serial = pytest_session(args, threads)
     parallel = pytest_session([*args, "-n", "2"], max(1, threads // 2))
-    print("(b) demo suite over 8 demo-sized runs, no cache:")
-    print(f"    serial: session wall {serial[0]:6.1f} s (analyses {serial[1]:.1f} s); exit {serial[4]}")
-    print(f"    -n 2:   session wall {parallel[0]:6.1f} s (analyses {parallel[1]:.1f} s summed over workers); "
+    print(f"    {title}:")
+    print(f"      serial: session wall {serial[0]:6.1f} s (analyses {serial[1]:.1f} s); exit {serial[4]}")
+    print(f"      -n 2:   session wall {parallel[0]:6.1f} s (analyses {parallel[1]:.1f} s summed over workers); "
           f"exit {parallel[4]}")
-    print(f"    serial / -n 2 (wall): {serial[0] / parallel[0]:.2f} x  (on {os.cpu_count()} CPU core(s))")
+    print(f"      serial / -n 2 (wall): {serial[0] / parallel[0]:.2f} x  (on {os.cpu_count()} CPU core(s))")
+
+
+def part_b(threads: int, big_texts: int) -> None:
+    log("building / reusing 8 demo-sized runs …")
+    demo_sized = eight_runs()
+    log(f"building / reusing 8 runs of {big_texts} texts …")
+    larger = eight_runs(big_texts)
+    print("(b) demo suite over 8 runs sharing one base model, no cache, serial vs -n 2 (one run's tests per worker):")
+    sweep("8 demo-sized runs (600 texts, 120 analysed each)", demo_sized, threads)
+    sweep(f"8 runs of {big_texts} texts ({big_texts // 5} analysed each)", larger, threads)
 
 
 MEASURE = r"""
@@ -128,7 +140,8 @@ proj, patch = analyze(probe, projection={{}}, patching={{}})
 took = time.perf_counter() - start
 after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 hwm = status("VmHWM")
-print(json.dumps({{"n": proj.n, "before_kib": before, "after_kib": after, "rss_before_kib": rss_before,
+weights_mib = sum(p.numel() * p.element_size() for p in probe.model.bridge.parameters()) / 2**20
+print(json.dumps({{"n": proj.n, "weights_mib": weights_mib, "before_kib": before, "after_kib": after, "rss_before_kib": rss_before,
                   "hwm_after_kib": hwm if reset else None, "seconds": took}}))
 """
 
@@ -163,10 +176,11 @@ def part_c(big: int, threads: int) -> None:
         else:
             extra, how = maxrss, "ru_maxrss after - before"
         extras.append(extra)
+        peak = r["hwm_after_kib"] / 1024 if r.get("hwm_after_kib") is not None else float("nan")
         print(f"    {r['n']:6d} texts: +{extra:8.1f} MiB over {r['rss_before_kib'] / 1024:.0f} MiB resident after "
-              f"loading ({how}); analysis {r['seconds']:.1f} s")
+              f"loading, peak {peak:.0f} MiB ({how}); analysis {r['seconds']:.1f} s")
     print(f"    {rows[1]['n'] / rows[0]['n']:.0f} x the texts -> {extras[1] / max(extras[0], 1e-9):.1f} x "
-          "the extra memory")
+          f"the extra memory; model weights {rows[0]['weights_mib']:.0f} MiB; target: extra < 1024 MiB")
 
 
 def main() -> None:
@@ -174,11 +188,13 @@ def main() -> None:
     parser.add_argument("--parts", default="abc", help="which parts to run (default abc)")
     parser.add_argument("--big", type=int, default=20000, help="texts of the large memory run (default 20000)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads per process (default 2)")
+    parser.add_argument("--sweep-texts", type=int, default=10000,
+                        help="texts per run of the larger sweep in (b) (default 10000)")
     args = parser.parse_args()
     if "a" in args.parts:
         part_a(args.threads)
     if "b" in args.parts:
-        part_b(args.threads)
+        part_b(args.threads, args.sweep_texts)
     if "c" in args.parts:
         part_c(args.big, args.threads)
 

@@ -15,6 +15,7 @@ target layer/neuron, the analysis kind and its options, and the device. Writes a
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import io
 import json
@@ -71,6 +72,7 @@ def tree_digest(root: str | os.PathLike[str]) -> str:
     return h.hexdigest()
 
 
+@functools.lru_cache(maxsize=None)  # reading package metadata costs ms; versions do not change in a process
 def _version(dist: str) -> str:
     from importlib.metadata import PackageNotFoundError, version
 

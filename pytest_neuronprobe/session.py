@@ -919,6 +919,7 @@ class NeuronSession:
             "baseline": str(self.settings.baseline) if self.settings.baseline else "none",
             "judge": self.settings.judge,
             "max samples": self.settings.max_samples if self.settings.max_samples else "all",
+            "batch size": self.settings.batch_size,
         }
         out.index_html = write_index_html(out_dir, runs, records, header)
         write_json_atomic(out_dir / "results.json", {"header": header, "tests": records})
@@ -989,7 +990,7 @@ class NeuronSession:
             lines.append(f"{self.counters['no_baseline']} test(s) skipped: no baseline for their run ({hint})")
         if self.counters.get("analyses") and verbosity >= 0:
             secs = self.counters.get("analysis_ms", 0) / 1000
-            lines.append(f"neuronprobe: analyses took {secs:.1f} s ({self.counters.get('analyses_cached', 0)} of "
+            lines.append(f"neuronprobe: analyses took {secs:.2f} s ({self.counters.get('analyses_cached', 0)} of "
                          f"{self.counters['analyses']} from cache)")
         done = self.finished
         if done is not None:
