@@ -8,7 +8,7 @@ from importlib import metadata
 from typing import Any
 
 from . import __version__
-from .cache import file_digest
+from .cache import file_digest, tree_digest
 from .patching import PatchingResult
 from .probe import Probe
 from .projection import NAMES, ProjectionResult
@@ -40,7 +40,9 @@ def provenance(probe: Probe) -> dict[str, Any]:
         "head_path": str(run.head_path),
         "config_path": str(run.config_path),
         "dataset_path": str(run.dataset_path),
-        "model_source": model.source,
+        # The run's own base model (a model shared by content may have been booted from another run's copy).
+        "model_source": str(run.base_model),
+        "model_sha256": tree_digest(run.base_model) if run.base_model_is_local else None,
         "processing": model.processing,
         "prepend_bos": run.config.prepend_bos,
         "token_pos": run.config.token_pos,

@@ -345,3 +345,19 @@ def test_copies_of_one_base_model_are_loaded_once(tiny_lm_dir: Path, tmp_path: P
     weights.write_bytes(bytes(data))
     assert load_model(str(copies[1])) is not first
     assert load_model(str(copies[0])) is first
+
+
+def test_runs_sharing_a_model_by_content_each_name_their_own(regression_run: Path, tmp_path: Path) -> None:
+    """Two copies of a run, each with its own base_model/ copy: one loaded model, each summary names its copy."""
+    from pytest_neuronprobe.summary import provenance
+
+    runs = [_copy_run(regression_run, tmp_path / name / regression_run.name) for name in ("a", "b")]
+    lines: list[str] = []
+    s = S.NeuronSession(S.Settings(runs=tuple(runs)), log=lines.append)
+    probes = [s.probe(label) for label in s.labels]
+    assert probes[0].model is probes[1].model
+    assert "(the same files as" in lines[-1] and "loaded once" in lines[-1]
+    records = [provenance(p) for p in probes]
+    for run, record in zip(runs, records):
+        assert Path(record["model_source"]).is_relative_to(run)
+    assert records[0]["model_sha256"] == records[1]["model_sha256"] is not None
