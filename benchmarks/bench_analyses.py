@@ -28,14 +28,14 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pytest_neuronprobe.analysis import analyze  # noqa: E402
-from pytest_neuronprobe.corpus import generate_corpus  # noqa: E402
-from pytest_neuronprobe.lm import train_tokenizer  # noqa: E402
-from pytest_neuronprobe.models import collect, load_model  # noqa: E402
-from pytest_neuronprobe.patching import analyze_patching  # noqa: E402
-from pytest_neuronprobe.probe import open_probe  # noqa: E402
-from pytest_neuronprobe.projection import analyze_projection  # noqa: E402
-from pytest_neuronprobe.runs import load_run  # noqa: E402
+from pytest_neuronprobe.analyses.joint import analyze  # noqa: E402
+from pytest_neuronprobe.build.corpus import generate_corpus  # noqa: E402
+from pytest_neuronprobe.build.lm import train_tokenizer  # noqa: E402
+from pytest_neuronprobe.core.models import collect, load_model  # noqa: E402
+from pytest_neuronprobe.analyses.patching import analyze_patching  # noqa: E402
+from pytest_neuronprobe.core.probe import open_probe  # noqa: E402
+from pytest_neuronprobe.analyses.projection import analyze_projection  # noqa: E402
+from pytest_neuronprobe.core.runs import load_run  # noqa: E402
 
 CACHE = ROOT / ".neuronprobe" / "bench"
 LAYER, NEURON = 8, 481
@@ -81,7 +81,7 @@ def make_run(model_dir: Path, n: int) -> Path:
         return run
     from safetensors.torch import save_file
 
-    from pytest_neuronprobe.models import encode, positions
+    from pytest_neuronprobe.core.models import encode, positions
 
     model = load_model(str(model_dir), "compat", "cpu")
     texts = texts_10_to_24_tokens(model.tokenizer, n)

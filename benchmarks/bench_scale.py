@@ -67,7 +67,7 @@ def part_a(threads: int) -> None:
 def eight_runs(n_texts: int | None = None) -> Path:
     """8 linear-head runs on the demo LM (seeds 0-7): demo-sized (600 texts), or `n_texts` texts each."""
     sys.path.insert(0, str(ROOT))
-    from pytest_neuronprobe.builder import make_run
+    from pytest_neuronprobe.build.make_run import make_run
 
     runs = WORK / ("runs" if n_texts is None else f"runs{n_texts}")
     lm = ROOT / ".neuronprobe" / "demo_lm"
@@ -108,9 +108,9 @@ sys.path.insert(0, {bench!r}); sys.path.insert(0, {root!r})
 import torch
 torch.set_num_threads({threads})
 from bench_analyses import CACHE, gpt2_small, make_run
-from pytest_neuronprobe.analysis import analyze
-from pytest_neuronprobe.probe import open_probe
-from pytest_neuronprobe.runs import load_run
+from pytest_neuronprobe.analyses.joint import analyze
+from pytest_neuronprobe.core.probe import open_probe
+from pytest_neuronprobe.core.runs import load_run
 run = load_run(make_run(gpt2_small(CACHE / "gpt2-small-shaped"), {n}))
 if {build_only}:
     print(json.dumps({{"built": str(run.path)}})); raise SystemExit

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Callable, Sequence
 
-from .errors import NeuronProbeError
+from pytest_neuronprobe.core.errors import NeuronProbeError
 
 __all__ = ["main", "build_parser"]
 
@@ -59,8 +59,8 @@ def _fraction(value: str) -> float:
 
 
 def _register_make_run(sub: argparse._SubParsersAction) -> None:
-    from .builder import DEFAULT_N_TEXTS, HEAD_FORMATS
-    from .runs import HEAD_TYPES, PROCESSING
+    from pytest_neuronprobe.build.make_run import DEFAULT_N_TEXTS, HEAD_FORMATS
+    from pytest_neuronprobe.core.runs import HEAD_TYPES, PROCESSING
 
     p = sub.add_parser("make-run", help="train a probe head on one neuron and write it as a run directory",
                        description="Compute a neuron's activations on texts, train a head on the train split and "
@@ -97,7 +97,7 @@ def _register_make_run(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_make_run(args: argparse.Namespace) -> int:
-    from .builder import make_run, read_texts_file
+    from pytest_neuronprobe.build.make_run import make_run, read_texts_file
 
     texts = read_texts_file(args.texts) if args.texts else None
     path = make_run(args.out, base_model=args.base_model, layer=args.layer, neuron=args.neuron, texts=texts,
@@ -127,7 +127,7 @@ def _register_demo(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import build_demo
+    from pytest_neuronprobe.build.demo import build_demo
 
     for path in build_demo(args.out, args.cache, progress=not args.quiet):
         print(path)
@@ -139,7 +139,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 # handler(args) -> exit code) and list it in SUBCOMMANDS.
 
 def _register_compare(sub: argparse._SubParsersAction) -> None:
-    from .compare import add_compare_parser
+    from pytest_neuronprobe.compare import add_compare_parser
 
     add_compare_parser(sub)
 
@@ -159,7 +159,7 @@ def _register_cache(sub: argparse._SubParsersAction) -> None:
 def _cmd_cache_clear(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .cache import clear_cache
+    from pytest_neuronprobe.analyses.cache import clear_cache
 
     directory = Path(args.dir) if args.dir else Path(".pytest_cache") / "d" / "neuronprobe"
     if directory.exists() and not directory.is_dir():

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence, TextIO
 
-from .claims import KNOWN_METRICS, Claim, Metric, _missing_message, _suggest, flatten, parse_claim
-from .errors import NeuronProbeError
+from pytest_neuronprobe.claims.verdicts import KNOWN_METRICS, Claim, Metric, _missing_message, _suggest, flatten, parse_claim
+from pytest_neuronprobe.core.errors import NeuronProbeError
 
 __all__ = [
     "HEADLINE_METRICS",

@@ -22,7 +22,7 @@ TINY_TOKEN_LAYER = 0
 @pytest.fixture(scope="session")
 def tiny_lm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A very small GPT-2-architecture model directory (2 layers, d_model 32, vocab 300)."""
-    from pytest_neuronprobe.lm import tiny_lm
+    from pytest_neuronprobe.build.lm import tiny_lm
 
     return tiny_lm(tmp_path_factory.mktemp("tiny_lm") / "model", seed=0)
 
@@ -34,7 +34,7 @@ def tiny_runs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _tiny_run(out: Path, lm: Path, **options) -> Path:
-    from pytest_neuronprobe.builder import make_run
+    from pytest_neuronprobe.build.make_run import make_run
 
     options.setdefault("layer", TINY_LAYER)
     return make_run(out, base_model=lm, n_texts=TINY_N_TEXTS, seed=0, **options)

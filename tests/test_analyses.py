@@ -18,12 +18,12 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
-from pytest_neuronprobe.corpus import generate_corpus
-from pytest_neuronprobe.lm import build_lm, tiny_lm
-from pytest_neuronprobe.patching import analyze_patching
-from pytest_neuronprobe.probe import open_probe
-from pytest_neuronprobe.projection import analyze_projection
-from pytest_neuronprobe.runs import load_run
+from pytest_neuronprobe.build.corpus import generate_corpus
+from pytest_neuronprobe.build.lm import build_lm, tiny_lm
+from pytest_neuronprobe.analyses.patching import analyze_patching
+from pytest_neuronprobe.core.probe import open_probe
+from pytest_neuronprobe.analyses.projection import analyze_projection
+from pytest_neuronprobe.core.runs import load_run
 
 TOL = 1e-4
 N_TEXTS = 24
@@ -378,7 +378,7 @@ def test_kv_cache_that_is_not_honoured_falls_back_to_full_passes(case, texts, mo
     """A library pair that ignores the KV cache (transformers 5.24 with TransformerLens 4.3 did) is caught."""
     from transformers import DynamicCache
 
-    from pytest_neuronprobe import patching
+    from pytest_neuronprobe.analyses import patching
 
     probe = open_probe(load_run(case["root"]), "cpu")
     options = dict(factors=(0.0, 1.0, 2.0), texts=texts[:6], n_resamples=0)
@@ -421,7 +421,7 @@ def test_live_mismatch_is_loud(lms, texts, tiny_ref, tmp_path):
 
 
 def test_joint_analysis_equals_separate_analyses(case):
-    from pytest_neuronprobe.analysis import analyze
+    from pytest_neuronprobe.analyses.joint import analyze
 
     probe = open_probe(load_run(case["root"]), "cpu")
     options = {"n_resamples": 50, "seed": 1}

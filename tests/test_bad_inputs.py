@@ -30,15 +30,15 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import pytest_neuronprobe
-from pytest_neuronprobe import atomic
-from pytest_neuronprobe.atomic import write_bytes_atomic, write_json_atomic, write_text_atomic
-from pytest_neuronprobe.errors import NeuronProbeError
-from pytest_neuronprobe.patching import analyze_patching
-from pytest_neuronprobe.probe import open_probe
-from pytest_neuronprobe.projection import NAMES, analyze_projection
-from pytest_neuronprobe.runs import load_run
-from pytest_neuronprobe.stats import Undefined
-from pytest_neuronprobe.summary import build_summary
+from pytest_neuronprobe.core import atomic
+from pytest_neuronprobe.core.atomic import write_bytes_atomic, write_json_atomic, write_text_atomic
+from pytest_neuronprobe.core.errors import NeuronProbeError
+from pytest_neuronprobe.analyses.patching import analyze_patching
+from pytest_neuronprobe.core.probe import open_probe
+from pytest_neuronprobe.analyses.projection import NAMES, analyze_projection
+from pytest_neuronprobe.core.runs import load_run
+from pytest_neuronprobe.analyses.stats import Undefined
+from pytest_neuronprobe.report.summary import build_summary
 
 from run_copies import copy_run, model_dir, config_path, dataset_path
 

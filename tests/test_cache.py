@@ -14,8 +14,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from pytest_neuronprobe import cache as C
-from pytest_neuronprobe import session as S
+from pytest_neuronprobe.analyses import cache as C
+from pytest_neuronprobe.pytest import session as S
+from pytest_neuronprobe.core.digests import tree_digest
 
 #: Cheap analyses on the tiny runs.
 PROJ = {"n_resamples": 20, "null_directions": 5}
@@ -142,7 +143,7 @@ def test_one_changed_byte_or_option_recomputes(change: str, run_copy: Path, tmp_
 
 
 def test_changed_base_model_file_changes_the_key(tiny_lm_dir: Path, regression_run: Path, tmp_path: Path) -> None:
-    from pytest_neuronprobe.runs import load_run
+    from pytest_neuronprobe.core.runs import load_run
 
     run = load_run(regression_run)
     key = C.analysis_key(run, "projection", PROJ, "cpu")
@@ -151,10 +152,10 @@ def test_changed_base_model_file_changes_the_key(tiny_lm_dir: Path, regression_r
     assert key != C.analysis_key(run, "patching", PROJ, "cpu")
     lm = tmp_path / "lm"
     shutil.copytree(tiny_lm_dir, lm)
-    before = C.tree_digest(lm)
+    before = tree_digest(lm)
     cfg = lm / "config.json"
     cfg.write_bytes(cfg.read_bytes() + b" ")
-    assert C.tree_digest(lm) != before
+    assert tree_digest(lm) != before
 
 
 @pytest.mark.parametrize("damage", ["garbage", "truncated", "empty", "other-key"])
@@ -189,7 +190,7 @@ def test_no_cache_dir_reads_and_writes_nothing(run_copy: Path, tmp_path: Path) -
 
 
 def _value() -> dict[str, Any]:
-    from pytest_neuronprobe.stats import Correlation, Undefined
+    from pytest_neuronprobe.analyses.stats import Correlation, Undefined
 
     return {"x": np.arange(200_000, dtype=np.float64), "c": Correlation(r=0.5, r_squared=0.25, p_value=0.01,
                                                                     spearman=0.4, n=10, ci_low=0.1, ci_high=0.8),
@@ -261,7 +262,7 @@ import sys
 import numpy as np
 sys.path.insert(0, {tests!r})
 from test_cache import _value, _check_value
-from pytest_neuronprobe.cache import ResultCache
+from pytest_neuronprobe.analyses.cache import ResultCache
 c = ResultCache({dir!r})
 for i in range(15):
     assert c.put({key!r}, _value())
@@ -318,7 +319,7 @@ def test_cache_clear_defaults_to_pytest_cache_dir(tmp_path: Path, monkeypatch: p
 
 
 def test_load_model_rebuilt_in_place_is_reloaded(tiny_lm_dir: Path, tmp_path: Path) -> None:
-    from pytest_neuronprobe.models import load_model
+    from pytest_neuronprobe.core.models import load_model
 
     lm = tmp_path / "lm"
     shutil.copytree(tiny_lm_dir, lm)
@@ -333,7 +334,7 @@ def test_load_model_rebuilt_in_place_is_reloaded(tiny_lm_dir: Path, tmp_path: Pa
 
 def test_copies_of_one_base_model_are_loaded_once(tiny_lm_dir: Path, tmp_path: Path) -> None:
     """Runs that each carry a copy of the same base model (by content) share one loaded model."""
-    from pytest_neuronprobe.models import load_model
+    from pytest_neuronprobe.core.models import load_model
 
     copies = [shutil.copytree(tiny_lm_dir, tmp_path / f"copy{i}") for i in range(2)]
     first = load_model(str(copies[0]))
@@ -349,7 +350,7 @@ def test_copies_of_one_base_model_are_loaded_once(tiny_lm_dir: Path, tmp_path: P
 
 def test_runs_sharing_a_model_by_content_each_name_their_own(regression_run: Path, tmp_path: Path) -> None:
     """Two copies of a run, each with its own base_model/ copy: one loaded model, each summary names its copy."""
-    from pytest_neuronprobe.summary import provenance
+    from pytest_neuronprobe.report.summary import provenance
 
     runs = [_copy_run(regression_run, tmp_path / name / regression_run.name) for name in ("a", "b")]
     lines: list[str] = []

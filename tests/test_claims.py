@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from pytest_neuronprobe.claims import (
+from pytest_neuronprobe.claims.verdicts import (
     CLAIM_FILE_PATTERNS,
     KNOWN_METRICS,
     Claim,
@@ -23,7 +23,7 @@ from pytest_neuronprobe.claims import (
     parse_claim,
     parse_expr,
 )
-from pytest_neuronprobe.errors import NeuronProbeError
+from pytest_neuronprobe.core.errors import NeuronProbeError
 
 ABSENT = "absent: the neuron is not an MLP neuron (layer_type is not pre/post)"
 
@@ -499,7 +499,7 @@ def test_claim_is_frozen_and_run_glob() -> None:
 
 
 def test_pure_modules_do_not_import_pytest() -> None:
-    code = ("import sys; import pytest_neuronprobe.claims, pytest_neuronprobe.compare; "
+    code = ("import sys; import pytest_neuronprobe.claims.verdicts, pytest_neuronprobe.compare; "
             "sys.exit(1 if 'pytest' in sys.modules or '_pytest' in sys.modules else 0)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 

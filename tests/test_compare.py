@@ -25,7 +25,7 @@ from pytest_neuronprobe.compare import (
     load_summary,
     parse_fail,
 )
-from pytest_neuronprobe.errors import NeuronProbeError
+from pytest_neuronprobe.core.errors import NeuronProbeError
 
 ABSENT = "absent: the neuron is not an MLP neuron (layer_type is not pre/post)"
 

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from pytest_neuronprobe.analysis import analyze
-from pytest_neuronprobe.errors import NeuronProbeError
-from pytest_neuronprobe.models import resolve_device
-from pytest_neuronprobe.probe import open_probe
-from pytest_neuronprobe.runs import load_run
+from pytest_neuronprobe.analyses.joint import analyze
+from pytest_neuronprobe.core.errors import NeuronProbeError
+from pytest_neuronprobe.core.models import resolve_device
+from pytest_neuronprobe.core.probe import open_probe
+from pytest_neuronprobe.core.runs import load_run
 
 TOL = 1e-4
 OPTIONS = {"projection": {"n_resamples": 100, "null_directions": 20}, "patching": {"n_resamples": 100}}

@@ -22,10 +22,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pytest_neuronprobe.errors import NeuronProbeError
-from pytest_neuronprobe.probe import open_probe
-from pytest_neuronprobe.projection import analyze_projection
-from pytest_neuronprobe.runs import load_run
+from pytest_neuronprobe.core.errors import NeuronProbeError
+from pytest_neuronprobe.core.probe import open_probe
+from pytest_neuronprobe.analyses.projection import analyze_projection
+from pytest_neuronprobe.core.runs import load_run
 
 from run_copies import copy_run, config_path, dataset_path
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from pytest_neuronprobe import lm
-from pytest_neuronprobe.corpus import DIGITS, TEMPLATE_KINDS, generate_corpus
-from pytest_neuronprobe.lm import ENDOFTEXT, STAMP_FILE, build_lm, corpus_loss, tiny_lm, train_tokenizer
+from pytest_neuronprobe.build import lm
+from pytest_neuronprobe.build.corpus import DIGITS, TEMPLATE_KINDS, generate_corpus
+from pytest_neuronprobe.build.lm import ENDOFTEXT, STAMP_FILE, build_lm, corpus_loss, tiny_lm, train_tokenizer
 
 SMALL = {"n_layer": 1, "n_embd": 32, "n_head": 4, "n_positions": 64, "vocab_size": 300}
 

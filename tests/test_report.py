@@ -14,9 +14,9 @@ import matplotlib.image as mpimg
 import numpy as np
 import pytest
 
-from pytest_neuronprobe import report as rep
-from pytest_neuronprobe.atomic import write_bytes_atomic, write_json_atomic, write_text_atomic
-from pytest_neuronprobe.report import RunReport
+from pytest_neuronprobe.report import html as rep
+from pytest_neuronprobe.core.atomic import write_bytes_atomic, write_json_atomic, write_text_atomic
+from pytest_neuronprobe.report.html import RunReport
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 FACTORS = [0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0]

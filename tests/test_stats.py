@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from pytest_neuronprobe.stats import (
+from pytest_neuronprobe.analyses.stats import (
     Correlation,
     LinearFit,
     NullComparison,

@@ -17,13 +17,13 @@ import pytest
 # here once, so inner sessions reuse them (and the base models loaded into `models`' cache).
 import hypothesis  # noqa: F401,E402  (its pytest plugin imports it at every terminal summary)
 import matplotlib  # noqa: F401,E402
-import pytest_neuronprobe.assertion  # noqa: F401,E402
-import pytest_neuronprobe.claims  # noqa: F401,E402
+import pytest_neuronprobe.pytest.assertion  # noqa: F401,E402
+import pytest_neuronprobe.claims.verdicts  # noqa: F401,E402
 import pytest_neuronprobe.compare  # noqa: F401,E402
-import pytest_neuronprobe.patching  # noqa: F401,E402
-import pytest_neuronprobe.projection  # noqa: F401,E402
-import pytest_neuronprobe.report  # noqa: F401,E402
-import pytest_neuronprobe.summary  # noqa: F401,E402
+import pytest_neuronprobe.analyses.patching  # noqa: F401,E402
+import pytest_neuronprobe.analyses.projection  # noqa: F401,E402
+import pytest_neuronprobe.report.html  # noqa: F401,E402
+import pytest_neuronprobe.report.summary  # noqa: F401,E402
 
 #: Marker lines that make an analysis cheap (the tiny runs analyse 12 test-split texts).
 FAST_PROJECTION = "@pytest.mark.projection(n_resamples=50, null_directions=10)"

@@ -61,7 +61,7 @@ def test_failed_patching_assertion_keeps_approx_and_adds_the_fit(pytester: pytes
 
 def test_undefined_operand_explains_itself(pytester: pytest.Pytester, regression_run: Path) -> None:
     pytester.makepyfile("""
-        from pytest_neuronprobe.stats import Undefined
+        from pytest_neuronprobe.analyses.stats import Undefined
 
         def test_undefined(neuron_run):
             value = Undefined("constant input")
@@ -79,7 +79,7 @@ def test_undefined_operand_explains_itself(pytester: pytest.Pytester, regression
 def test_assert_claim_helper_hides_its_frame(pytester: pytest.Pytester, regression_run: Path) -> None:
     pytester.makepyfile(f"""
         import pytest
-        from pytest_neuronprobe.assertion import assert_claim
+        from pytest_neuronprobe.pytest.assertion import assert_claim
 
         {FAST_PROJECTION}
         def test_claim(projection):

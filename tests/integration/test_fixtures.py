@@ -13,11 +13,11 @@ def test_fixtures_return_the_documented_objects(pytester: pytest.Pytester, regre
     pytester.makepyfile(f"""
         import pandas as pd
         import pytest
-        from pytest_neuronprobe.heads import Head
-        from pytest_neuronprobe.models import LoadedModel
-        from pytest_neuronprobe.patching import PatchingResult
-        from pytest_neuronprobe.projection import ProjectionResult
-        from pytest_neuronprobe.runs import Run
+        from pytest_neuronprobe.core.heads import Head
+        from pytest_neuronprobe.core.models import LoadedModel
+        from pytest_neuronprobe.analyses.patching import PatchingResult
+        from pytest_neuronprobe.analyses.projection import ProjectionResult
+        from pytest_neuronprobe.core.runs import Run
 
         def test_run(neuron_run):
             assert isinstance(neuron_run, Run)

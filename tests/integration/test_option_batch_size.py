@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_neuronprobe import session as S
+from pytest_neuronprobe.pytest import session as S
 
 from .conftest import FAST_PATCHING, FAST_PROJECTION
 

@@ -191,7 +191,7 @@ LABELS = ["regression-linear-neuron_l2_n3-seed1", "regression-linear-neuron_l2_n
     ("t/pkg/mod.py::pkg.mod.func", "t/pkg/mod.py::pkg.mod.func"),
 ])
 def test_split_scope_is_the_run(nodeid: str, scope: str) -> None:
-    from pytest_neuronprobe.distribute import RunScopeScheduling
+    from pytest_neuronprobe.pytest.xdist import RunScopeScheduling
 
     assert RunScopeScheduling(_config(), labels=LABELS)._split_scope(nodeid) == scope
 
@@ -212,7 +212,7 @@ class _Node:
 
 
 def test_scheduler_keeps_each_run_on_one_worker() -> None:
-    from pytest_neuronprobe.distribute import RunScopeScheduling
+    from pytest_neuronprobe.pytest.xdist import RunScopeScheduling
 
     runs = [f"r-{i}" for i in range(4)]
     ids = [f"t/test_{f}.py::test_{t}[{run}]" for f in "ab" for t in range(3) for run in runs]
@@ -242,8 +242,8 @@ def test_scheduler_keeps_each_run_on_one_worker() -> None:
     ("loadgroup", ["r-1"], False), ("each", ["r-1"], False), ("worksteal", ["r-1"], False),
 ])
 def test_make_scheduler_only_for_plain_load(dist: str, labels: list[str], ours: bool) -> None:
-    from pytest_neuronprobe.distribute import RunScopeScheduling
-    from pytest_neuronprobe.plugin import _XdistHooks
+    from pytest_neuronprobe.pytest.xdist import RunScopeScheduling
+    from pytest_neuronprobe.pytest.plugin import _XdistHooks
 
     hooks = _XdistHooks(SimpleNamespace(cli_labels=labels))  # type: ignore[arg-type]
     sched = hooks.pytest_xdist_make_scheduler(_config(dist), None)

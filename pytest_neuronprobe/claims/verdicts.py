@@ -72,7 +72,7 @@ from typing import Any, Iterable, Iterator, Mapping
 
 import yaml
 
-from .errors import NeuronProbeError
+from pytest_neuronprobe.core.errors import NeuronProbeError
 
 __all__ = [
     "CLAIM_FILE_PATTERNS",

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from .patching import PatchingResult, analyze_patching, patching_options, patching_result, patching_texts, sweep_patches
-from .probe import Probe
-from .projection import ProjectionResult, analyze_projection, projection_options, projection_pass
+from pytest_neuronprobe.analyses.patching import PatchingResult, analyze_patching, patching_options, patching_result, patching_texts, sweep_patches
+from pytest_neuronprobe.core.probe import Probe
+from pytest_neuronprobe.analyses.projection import ProjectionResult, analyze_projection, projection_options, projection_pass
 
 
 def shares_texts(projection: dict[str, Any], patching: dict[str, Any]) -> bool:

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .errors import NeuronProbeError
+from pytest_neuronprobe.core.errors import NeuronProbeError
 
 HEAD_FILES = ("head.safetensors", "head.pt")
 HEAD_TYPES = ("regression", "classification", "token")

@@ -6,7 +6,7 @@ n and the run. `assert_claim` judges a claim written in the claims-file language
 (`"projection.head.r >= 0.8"`, `"patching.slope 1.0 +- 0.2"`, `">= baseline - 0.05"`) on
 the analysis results a test received::
 
-    from pytest_neuronprobe.assertion import assert_claim
+    from pytest_neuronprobe.pytest.assertion import assert_claim
 
     def test_head(projection, patching):
         assert_claim("projection.head.r >= 0.8", projection)          # judged on the interval's bound
@@ -35,8 +35,8 @@ def _f(x: Any) -> str:
 
 def results_of(values: Mapping[str, Any] | Iterable[Any]) -> list[Any]:
     """The ProjectionResult / PatchingResult objects among a test's fixture values."""
-    from .patching import PatchingResult
-    from .projection import ProjectionResult
+    from pytest_neuronprobe.analyses.patching import PatchingResult
+    from pytest_neuronprobe.analyses.projection import ProjectionResult
 
     items = values.values() if isinstance(values, Mapping) else values
     return [v for v in items if isinstance(v, (ProjectionResult, PatchingResult))]
@@ -44,8 +44,8 @@ def results_of(values: Mapping[str, Any] | Iterable[Any]) -> list[Any]:
 
 def _candidates(results: Iterable[Any]) -> Iterable[tuple[str, Any, str]]:
     """(metric name, value, description) for every number of the given results."""
-    from .patching import PatchingResult
-    from .projection import NAMES, ProjectionResult
+    from pytest_neuronprobe.analyses.patching import PatchingResult
+    from pytest_neuronprobe.analyses.projection import NAMES, ProjectionResult
 
     for res in results:
         if isinstance(res, ProjectionResult):
@@ -97,7 +97,7 @@ def _candidates(results: Iterable[Any]) -> Iterable[tuple[str, Any, str]]:
 
 def describe_operand(x: Any, results: Iterable[Any], label: str | None = None) -> str | None:
     """A line explaining `x` if it is an analysis number of `results` (or undefined), else None."""
-    from .stats import Correlation, LinearFit, NullComparison, Undefined
+    from pytest_neuronprobe.analyses.stats import Correlation, LinearFit, NullComparison, Undefined
 
     run = f" (run {label})" if label else ""
     if isinstance(x, (Correlation, LinearFit, NullComparison)):
@@ -117,8 +117,8 @@ def describe_operand(x: Any, results: Iterable[Any], label: str | None = None) -
 
 def summary_of(*results: Any) -> dict[str, Any]:
     """The parts of a summary.json (SPEC §5) that the given results fill (for claims.flatten)."""
-    from .patching import PatchingResult
-    from .projection import ProjectionResult
+    from pytest_neuronprobe.analyses.patching import PatchingResult
+    from pytest_neuronprobe.analyses.projection import ProjectionResult
 
     summary: dict[str, Any] = {"run": {"name": None}}
     for res in results:
@@ -139,7 +139,7 @@ def summary_of(*results: Any) -> dict[str, Any]:
 
 def check_claim(claim: str, *results: Any, baseline: Mapping[str, Any] | None = None, judge: str = "bound"):
     """The claims.Verdict of `claim` ("METRIC EXPR") on the given results (and baseline summary)."""
-    from .claims import evaluate, flatten, parse_claim
+    from pytest_neuronprobe.claims.verdicts import evaluate, flatten, parse_claim
 
     parsed = parse_claim(claim, judge=judge)
     base = None if baseline is None else flatten(baseline)

@@ -12,7 +12,7 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from .errors import NeuronProbeError
+from pytest_neuronprobe.core.errors import NeuronProbeError
 
 
 def load_state_dict(path: Path) -> dict[str, torch.Tensor]:

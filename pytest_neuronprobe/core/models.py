@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import warnings
 from dataclasses import dataclass
@@ -13,7 +12,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 import torch
 
-from .errors import NeuronProbeError
+from pytest_neuronprobe.core.errors import NeuronProbeError
 
 SHORT_HOOKS = {
     "pre": "blocks.{L}.mlp.hook_pre",
@@ -147,7 +146,7 @@ def load_model(source: str, processing: str = "compat", device: str | torch.devi
 def _content_key(source: str) -> str:
     """`local:<sha256 of every file>` for a local directory (memoised per file), else the hub name."""
     if Path(source).is_dir():
-        from .cache import tree_digest
+        from pytest_neuronprobe.core.digests import tree_digest
 
         try:
             return "local:" + tree_digest(source)

@@ -10,11 +10,11 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .errors import NeuronProbeError
-from .heads import Head, LinearHead, TokenHead, digit_token_ids, linear_head, load_state_dict
-from .models import (LoadedModel, MLP_NEURON_TYPES, collect, encode, forward_read, hook_layer, hook_name, load_model,
+from pytest_neuronprobe.core.errors import NeuronProbeError
+from pytest_neuronprobe.core.heads import Head, LinearHead, TokenHead, digit_token_ids, linear_head, load_state_dict
+from pytest_neuronprobe.core.models import (LoadedModel, MLP_NEURON_TYPES, collect, encode, forward_read, hook_layer, hook_name, load_model,
                      positions)
-from .runs import Run
+from pytest_neuronprobe.core.runs import Run
 
 
 @dataclass

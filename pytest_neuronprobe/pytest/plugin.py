@@ -39,17 +39,17 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import pytest
 
-from . import session as S
+from pytest_neuronprobe.pytest import session as S
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-    from .distribute import RunScopeScheduling
-    from .heads import Head
-    from .models import LoadedModel
-    from .patching import PatchingResult
-    from .projection import ProjectionResult
-    from .runs import Run
+    from pytest_neuronprobe.pytest.xdist import RunScopeScheduling
+    from pytest_neuronprobe.core.heads import Head
+    from pytest_neuronprobe.core.models import LoadedModel
+    from pytest_neuronprobe.analyses.patching import PatchingResult
+    from pytest_neuronprobe.analyses.projection import ProjectionResult
+    from pytest_neuronprobe.core.runs import Run
 
 SESSION_KEY = pytest.StashKey["S.NeuronSession"]()
 RECORD_KEY = pytest.StashKey[dict]()
@@ -283,7 +283,7 @@ class _XdistHooks:
         mode, or no command-line run, is xdist's own choice."""
         if config.getvalue("dist") != "load" or not self.state.cli_labels:
             return None
-        from .distribute import RunScopeScheduling
+        from pytest_neuronprobe.pytest.xdist import RunScopeScheduling
 
         return RunScopeScheduling(config, log, labels=self.state.cli_labels)
 
@@ -412,7 +412,7 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
     """Collect claims files (`neuron_claims*.yaml`, `neuron_claims*.yml`, `*.neuron.yaml`)."""
     from fnmatch import fnmatchcase
 
-    from .claims import CLAIM_FILE_PATTERNS
+    from pytest_neuronprobe.claims.verdicts import CLAIM_FILE_PATTERNS
 
     if any(fnmatchcase(file_path.name, pattern) for pattern in CLAIM_FILE_PATTERNS):
         return ClaimsFile.from_parent(parent, path=file_path)
@@ -427,7 +427,7 @@ class ClaimsFile(pytest.File):
     """A YAML claims file: one item per claim per run."""
 
     def collect(self) -> Iterator[pytest.Item]:
-        from .errors import NeuronProbeError
+        from pytest_neuronprobe.core.errors import NeuronProbeError
 
         state = _state(self.config)
         try:
@@ -461,7 +461,7 @@ class ClaimItem(pytest.Item):
         self.verdict: Any = None
 
     def runtest(self) -> None:
-        from .claims import Verdict, evaluate
+        from pytest_neuronprobe.claims.verdicts import Verdict, evaluate
 
         state = _state(self.config)
         if self.label is None:
@@ -485,7 +485,7 @@ class ClaimItem(pytest.Item):
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
         """The verdict message (or the bad-input message), without a Python traceback."""
-        from .errors import NeuronProbeError
+        from pytest_neuronprobe.core.errors import NeuronProbeError
 
         if isinstance(excinfo.value, ClaimFailed):
             where = f" ({self.claim.where})" if self.claim.where else ""
@@ -719,7 +719,7 @@ def pytest_assertrepr_compare(config: pytest.Config, op: str, left: Any, right: 
     n = 500 (run ...)`; an undefined operand says why it is undefined and that it fails every
     comparison. Other comparisons keep pytest's own explanation.
     """
-    from .assertion import describe_operand, results_of
+    from pytest_neuronprobe.pytest.assertion import describe_operand, results_of
 
     item = config.stash.get(CURRENT_KEY, None)
     label = _run_label(item)[1] if item is not None else None

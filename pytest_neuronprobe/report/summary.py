@@ -4,26 +4,15 @@ from __future__ import annotations
 
 import platform
 from datetime import datetime, timezone
-from importlib import metadata
 from typing import Any
 
-from . import __version__
-from .cache import file_digest, tree_digest
-from .patching import PatchingResult
-from .probe import Probe
-from .projection import NAMES, ProjectionResult
+from pytest_neuronprobe import __version__
+from pytest_neuronprobe.core.digests import file_digest, package_version, tree_digest
+from pytest_neuronprobe.analyses.patching import PatchingResult
+from pytest_neuronprobe.core.probe import Probe
+from pytest_neuronprobe.analyses.projection import NAMES, ProjectionResult
 
 LIBRARIES = ("torch", "transformer_lens", "transformers", "numpy", "scipy", "pandas")
-
-
-def _version(name: str) -> str | None:
-    try:
-        return metadata.version(name.replace("_", "-"))
-    except metadata.PackageNotFoundError:
-        try:
-            return metadata.version(name)
-        except metadata.PackageNotFoundError:
-            return None
 
 
 def provenance(probe: Probe) -> dict[str, Any]:
@@ -51,7 +40,7 @@ def provenance(probe: Probe) -> dict[str, Any]:
         "device": str(model.device),
         "dtype": str(dtype).removeprefix("torch."),
         "python": platform.python_version(),
-        "libraries": {name: _version(name) for name in LIBRARIES},
+        "libraries": {name: package_version(name) for name in LIBRARIES},
     }
 
 

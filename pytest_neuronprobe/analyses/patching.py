@@ -9,11 +9,11 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from .errors import NeuronProbeError
-from .models import Batch, LoadedModel, batches, blocks_from, forward_read, hook_layer, run_batch
-from .probe import Probe
-from .projection import analysed_rows
-from .stats import LinearFit, Undefined, bootstrap_slope_ci, correlate, finite_or_none, fit_line
+from pytest_neuronprobe.core.errors import NeuronProbeError
+from pytest_neuronprobe.core.models import Batch, LoadedModel, batches, blocks_from, forward_read, hook_layer, run_batch
+from pytest_neuronprobe.core.probe import Probe
+from pytest_neuronprobe.analyses.projection import analysed_rows
+from pytest_neuronprobe.analyses.stats import LinearFit, Undefined, bootstrap_slope_ci, correlate, finite_or_none, fit_line
 
 MODES = ("scale", "set", "add")
 DEFAULT_FACTORS = {"scale": (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0)}

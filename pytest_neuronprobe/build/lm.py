@@ -8,7 +8,6 @@ load with ``AutoTokenizer`` / ``GPT2LMHeadModel`` and boot in TransformerLens'
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import math
 import os
@@ -22,8 +21,9 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
-from .atomic import atomic_dir
-from .corpus import DIGITS, generate_corpus
+from pytest_neuronprobe.core.atomic import atomic_dir
+from pytest_neuronprobe.build.corpus import DIGITS, generate_corpus
+from pytest_neuronprobe.core.digests import texts_digest
 
 __all__ = [
     "DEMO_LM_PARAMS",
@@ -250,14 +250,6 @@ def _quiet_progress() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
-def _texts_digest(texts: Sequence[str]) -> str:
-    h = hashlib.sha256()
-    for t in texts:
-        h.update(t.encode("utf-8"))
-        h.update(b"\0")
-    return h.hexdigest()
-
-
 def build_lm(
     out_dir: str | os.PathLike[str],
     *,
@@ -333,7 +325,7 @@ def build_lm(
         "batch_size": batch_size,
         "lr": lr,
         "num_threads": num_threads,
-        "texts_sha256": _texts_digest(texts),
+        "texts_sha256": texts_digest(texts),
         "n_texts": len(texts),
         "torch": torch.__version__,
         "start_loss": start_loss,
@@ -383,7 +375,7 @@ def _cached_build(out_dir: str | os.PathLike[str], params: dict[str, Any], progr
     expected = {
         **kwargs,
         "format": _STAMP_FORMAT,
-        "texts_sha256": _texts_digest(texts),
+        "texts_sha256": texts_digest(texts),
         "torch": torch.__version__,
     }
     if _stamp_matches(path, expected):

@@ -15,72 +15,25 @@ target layer/neuron, the analysis kind and its options, and the device. Writes a
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import io
 import json
 import os
-import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .runs import Run
+from pytest_neuronprobe.core.digests import file_digest, package_version, tree_digest
 
-__all__ = ["ResultCache", "analysis_key", "file_digest", "encode", "decode", "clear_cache", "FORMAT"]
+if TYPE_CHECKING:  # pragma: no cover
+    from pytest_neuronprobe.core.runs import Run
+
+__all__ = ["ResultCache", "analysis_key", "encode", "decode", "clear_cache", "FORMAT"]
 
 #: Bump when the encoding or the result classes change incompatibly.
 FORMAT = 1
 SUFFIX = ".npz"
-
-_DIGESTS: dict[tuple[str, int, int], str] = {}
-_DIGEST_LOCK = threading.Lock()
-
-
-def file_digest(path: str | os.PathLike[str]) -> str:
-    """sha256 of a file's bytes, memoised in-process per (path, size, mtime_ns)."""
-    p = os.path.abspath(os.fspath(path))
-    st = os.stat(p)
-    memo = (p, st.st_size, st.st_mtime_ns)
-    with _DIGEST_LOCK:
-        if memo in _DIGESTS:
-            return _DIGESTS[memo]
-    h = hashlib.sha256()
-    with open(p, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    digest = h.hexdigest()
-    with _DIGEST_LOCK:
-        _DIGESTS[memo] = digest
-    return digest
-
-
-def tree_digest(root: str | os.PathLike[str]) -> str:
-    """sha256 over (relative path, content digest) of every file under a directory, sorted."""
-    base = Path(root)
-    h = hashlib.sha256()
-    for dirpath, dirnames, filenames in os.walk(base):
-        dirnames.sort()
-        for name in sorted(filenames):
-            full = Path(dirpath) / name
-            if not full.is_file():
-                continue
-            h.update(full.relative_to(base).as_posix().encode("utf-8") + b"\0")
-            h.update(file_digest(full).encode("ascii") + b"\n")
-    return h.hexdigest()
-
-
-@functools.lru_cache(maxsize=None)  # reading package metadata costs ms; versions do not change in a process
-def _version(dist: str) -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(dist)
-    except PackageNotFoundError:
-        return "none"
-
 
 def _canonical(obj: Any) -> Any:
     if isinstance(obj, Mapping):
@@ -102,7 +55,7 @@ def analysis_key(run: Run, kind: str, options: Mapping[str, Any], device: str) -
         model = {"name": run.base_model}
     parts = {
         "format": FORMAT,
-        "versions": {d: _version(d) for d in ("pytest-neuronprobe", "torch", "transformer_lens", "transformers",
+        "versions": {d: package_version(d) or "none" for d in ("pytest-neuronprobe", "torch", "transformer_lens", "transformers",
                                                "numpy", "scipy")},
         "model": model,
         "head": file_digest(run.head_path),
@@ -125,9 +78,9 @@ def analysis_key(run: Run, kind: str, options: Mapping[str, Any], device: str) -
 
 
 def _classes() -> dict[str, type]:
-    from .patching import PatchingResult, PerInput
-    from .projection import NullBaseline, ProjectionResult, SelfCheck, WeightSimilarities
-    from .stats import Correlation, LinearFit, NullComparison, Undefined
+    from pytest_neuronprobe.analyses.patching import PatchingResult, PerInput
+    from pytest_neuronprobe.analyses.projection import NullBaseline, ProjectionResult, SelfCheck, WeightSimilarities
+    from pytest_neuronprobe.analyses.stats import Correlation, LinearFit, NullComparison, Undefined
 
     return {c.__name__: c for c in (ProjectionResult, PatchingResult, PerInput, NullBaseline, SelfCheck,
                                      WeightSimilarities, Correlation, LinearFit, NullComparison, Undefined)}
@@ -256,7 +209,7 @@ class ResultCache:
 
     def put(self, key: str, value: Any) -> bool:
         """Store atomically; False (nothing written) when the value cannot be stored or the write fails."""
-        from .atomic import write_bytes_atomic
+        from pytest_neuronprobe.core.atomic import write_bytes_atomic
 
         try:
             data = dumps(value, key)

@@ -28,16 +28,16 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
-from .errors import NeuronProbeError
+from pytest_neuronprobe.core.errors import NeuronProbeError
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-    from .claims import Claim, Metric
-    from .patching import PatchingResult
-    from .probe import Probe
-    from .projection import ProjectionResult
-    from .runs import Run
+    from pytest_neuronprobe.claims.verdicts import Claim, Metric
+    from pytest_neuronprobe.analyses.patching import PatchingResult
+    from pytest_neuronprobe.core.probe import Probe
+    from pytest_neuronprobe.analyses.projection import ProjectionResult
+    from pytest_neuronprobe.core.runs import Run
 
 __all__ = [
     "DEVICES",
@@ -438,7 +438,7 @@ def load_claims_with_default_judge(path: Path, judge: str) -> list[Claim]:
 
     import yaml
 
-    from .claims import load_claims
+    from pytest_neuronprobe.claims.verdicts import load_claims
 
     claims = load_claims(path)
     if judge == "bound" or not claims:
@@ -498,7 +498,7 @@ class NeuronSession:
         self.final: dict[str, RunResults] = {}
         self.cache = None
         if settings.cache_dir is not None:
-            from .cache import ResultCache
+            from pytest_neuronprobe.analyses.cache import ResultCache
 
             self.cache = ResultCache(settings.cache_dir)
         for path in settings.runs:
@@ -513,7 +513,7 @@ class NeuronSession:
 
     def add_run(self, path: str | os.PathLike[str]) -> str:
         """Load a run directory (once per resolved path) and return its label."""
-        from .runs import load_run
+        from pytest_neuronprobe.core.runs import load_run
 
         resolved = Path(path).expanduser().resolve()
         if resolved in self._by_path:
@@ -551,7 +551,7 @@ class NeuronSession:
 
     def probe(self, label: str) -> Probe:
         """The run's model and head on the session's device (loaded once)."""
-        from .probe import open_probe
+        from pytest_neuronprobe.core.probe import open_probe
 
         entry = self.entry(label)
         key = (entry.path, self.settings.device)
@@ -590,14 +590,14 @@ class NeuronSession:
         if options["split"] == "auto":
             options["split"] = None
         if options["factors"] is None and options["mode"] == "scale":
-            from .patching import DEFAULT_FACTORS  # the same analysis with or without the defaults spelled out
+            from pytest_neuronprobe.analyses.patching import DEFAULT_FACTORS  # the same analysis with or without the defaults spelled out
 
             options["factors"] = tuple(float(f) for f in DEFAULT_FACTORS["scale"])
         return options
 
     def projection(self, label: str, overrides: Mapping[str, Any] | None = None) -> ProjectionResult:
         """The projection analysis of this run with these options, computed once per session."""
-        from .projection import analyze_projection
+        from pytest_neuronprobe.analyses.projection import analyze_projection
 
         options = self.projection_options(overrides)
         entry = self.entry(label)
@@ -616,7 +616,7 @@ class NeuronSession:
 
     def patching(self, label: str, overrides: Mapping[str, Any] | None = None) -> PatchingResult:
         """The patching analysis of this run with these options, computed once per session."""
-        from .patching import analyze_patching
+        from pytest_neuronprobe.analyses.patching import analyze_patching
 
         options = self.patching_options(overrides)
         entry = self.entry(label)
@@ -638,7 +638,7 @@ class NeuronSession:
 
     def _both(self, label: str) -> None:
         """Both default-option analyses of a run in one shared clean forward pass (analysis.analyze)."""
-        from .analysis import analyze
+        from pytest_neuronprobe.analyses.joint import analyze
 
         entry = self.entry(label)
         pkey = (entry.path, self.settings.device, _freeze(self.projection_options()))
@@ -665,8 +665,8 @@ class NeuronSession:
         start = time.perf_counter()
         key = None
         if self.cache is not None:
-            from .cache import analysis_key
-            from .models import resolve_device
+            from pytest_neuronprobe.analyses.cache import analysis_key
+            from pytest_neuronprobe.core.models import resolve_device
 
             try:
                 # the resolved device: `auto` means cuda on one machine and cpu on another
@@ -711,7 +711,7 @@ class NeuronSession:
 
     def dataset(self, label: str, overrides: Mapping[str, Any] | None = None) -> pd.DataFrame:
         """The dataset rows the projection analysis with these options reads (no model needed)."""
-        from .projection import analysed_rows
+        from pytest_neuronprobe.analyses.projection import analysed_rows
 
         options = self.projection_options(overrides)
         run = self.run(label)
@@ -731,7 +731,7 @@ class NeuronSession:
 
     def build_summary(self, label: str, *, projection: bool, patching: bool) -> dict[str, Any]:
         """summary.json of this run with the default-option analyses asked for (computed if needed)."""
-        from .summary import build_summary
+        from pytest_neuronprobe.report.summary import build_summary
 
         proj = self.projection(label) if projection else None
         patch = self.patching(label) if patching else None
@@ -741,7 +741,7 @@ class NeuronSession:
 
     def metrics(self, label: str, *, projection: bool, patching: bool) -> dict[str, Metric]:
         """Flattened metrics (claims.flatten) of this run's summary with the analyses asked for."""
-        from .claims import flatten
+        from pytest_neuronprobe.claims.verdicts import flatten
 
         key = (label, projection, patching)
         if key not in self._metrics:
@@ -759,7 +759,7 @@ class NeuronSession:
         if path is None:
             return None
         if self._baselines is None:
-            from .compare import load_summaries
+            from pytest_neuronprobe.compare import load_summaries
 
             if not path.exists():
                 self._baselines = {}
@@ -790,7 +790,7 @@ class NeuronSession:
 
     def baseline_metrics(self, label: str) -> dict[str, Metric] | None:
         """Flattened baseline metrics for claims; None when there is no baseline for this run."""
-        from .claims import flatten
+        from pytest_neuronprobe.claims.verdicts import flatten
 
         summary, _ = self.baseline_for(label)
         return None if summary is None else flatten(summary)
@@ -807,7 +807,7 @@ class NeuronSession:
 
     def local_results(self, label: str) -> RunResults | None:
         """This process's default-option results for a run (None when none were computed here)."""
-        from .summary import build_summary
+        from pytest_neuronprobe.report.summary import build_summary
 
         proj, patch = self._canonical(label)
         if proj is None and patch is None:
@@ -895,8 +895,8 @@ class NeuronSession:
         return sorted(self.records, key=lambda r: (r.order, r.nodeid))
 
     def _write_report(self, out_dir: Path, out: FinishResult) -> None:
-        from .atomic import write_json_atomic
-        from .report import RunReport, write_index_html, write_run_report
+        from pytest_neuronprobe.core.atomic import write_json_atomic
+        from pytest_neuronprobe.report.html import RunReport, write_index_html, write_run_report
 
         out_dir.mkdir(parents=True, exist_ok=True)
         runs = []
@@ -930,8 +930,8 @@ class NeuronSession:
         return self.remote_paths.get(label, "?")
 
     def _write_baseline(self, path: Path, out: FinishResult) -> None:
-        from .atomic import write_json_atomic
-        from .report import safe_run_name
+        from pytest_neuronprobe.core.atomic import write_json_atomic
+        from pytest_neuronprobe.report.html import safe_run_name
 
         good = {label: r for label, r in self.final.items() if r.error is None and r.has_projection and r.has_patching}
         if not good:
@@ -950,7 +950,7 @@ class NeuronSession:
             out.baseline_files.append(write_json_atomic(path / safe_run_name(label) / "summary.json",
                                                         _jsonable(results.summary)))
         try:
-            from .compare import load_summaries
+            from pytest_neuronprobe.compare import load_summaries
 
             out.baseline_untouched = [n for n in load_summaries(path) if n not in good]
         except NeuronProbeError:
@@ -960,8 +960,8 @@ class NeuronSession:
 
     def summary_lines(self, verbosity: int = 0) -> list[str]:
         """The terminal summary: key metrics per run, the baseline comparison, skips, files written."""
-        from .claims import flatten
-        from .compare import diff_rows, format_table
+        from pytest_neuronprobe.claims.verdicts import flatten
+        from pytest_neuronprobe.compare import diff_rows, format_table
 
         lines: list[str] = []
         if verbosity >= -1:
@@ -1012,7 +1012,7 @@ def _present(names: Sequence[str], *metric_sets: Mapping[str, Any]) -> list[str]
 
 
 def _metric_table(metrics: Mapping[str, Metric]) -> list[str]:
-    from .claims import _fmt
+    from pytest_neuronprobe.claims.verdicts import _fmt
 
     rows = [("metric", "estimate", "95% interval", "n")]
     for name in KEY_METRICS:

@@ -37,10 +37,11 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from .atomic import atomic_dir
-from .errors import NeuronProbeError
-from .models import LoadedModel, collect, encode, hook_layer, hook_name, load_model, positions
-from .runs import HEAD_TYPES, NEURON_RE, PROCESSING
+from pytest_neuronprobe.core.atomic import atomic_dir
+from pytest_neuronprobe.core.errors import NeuronProbeError
+from pytest_neuronprobe.core.models import LoadedModel, collect, encode, hook_layer, hook_name, load_model, positions
+from pytest_neuronprobe.core.runs import HEAD_TYPES, NEURON_RE, PROCESSING
+from pytest_neuronprobe.core.digests import texts_digest
 
 __all__ = ["make_run", "build_stamp", "BUILD_STAMP", "HEAD_FORMATS", "DEFAULT_N_TEXTS", "read_texts_file"]
 
@@ -301,7 +302,7 @@ def _resolve_texts(model: LoadedModel, texts: Sequence[str] | None, seed: int, p
                    n_texts: int) -> list[str]:
     """The given texts (validated), else the first `n_texts` generated texts that fit the model's context."""
     if texts is None:
-        from .corpus import generate_corpus
+        from pytest_neuronprobe.build.corpus import generate_corpus
 
         if isinstance(n_texts, bool) or not isinstance(n_texts, (int, np.integer)) or n_texts < 4:
             raise NeuronProbeError(f"expected n_texts >= 4, got {n_texts!r}", key="n_texts")
@@ -332,14 +333,6 @@ def _split(n: int, test_fraction: float, seed: int) -> np.ndarray:
     return split
 
 
-def _digest_texts(texts: Sequence[str]) -> str:
-    h = hashlib.sha256()
-    for t in texts:
-        h.update(t.encode("utf-8"))
-        h.update(b"\0")
-    return h.hexdigest()
-
-
 def _digest_dir(path: Path) -> str:
     h = hashlib.sha256()
     for f in sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")):
@@ -358,7 +351,7 @@ def build_stamp(*, base_model: str | os.PathLike[str], texts: Sequence[str], **p
     return {
         "format": _STAMP_FORMAT,
         "request": {"base_model": base, **{k: params[k] for k in sorted(params)}},
-        "texts_sha256": _digest_texts(texts),
+        "texts_sha256": texts_digest(texts),
         "n_texts": len(texts),
         "base_model_sha256": _digest_dir(Path(base).expanduser()) if local else None,
         "torch": torch.__version__,
@@ -373,7 +366,7 @@ def _stamp_matches(run_dir: Path, stamp: dict[str, Any]) -> bool:
     if not isinstance(found, dict) or any(found.get(k) != v for k, v in stamp.items()):
         return False
     try:
-        from .runs import load_run
+        from pytest_neuronprobe.core.runs import load_run
 
         load_run(run_dir)
     except NeuronProbeError:

@@ -35,7 +35,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
-from .atomic import write_bytes_atomic, write_json_atomic, write_text_atomic
+from pytest_neuronprobe.core.atomic import write_bytes_atomic, write_json_atomic, write_text_atomic
 
 __all__ = [
     "RunReport",
@@ -991,7 +991,7 @@ def write_index_html(
     header: Mapping[str, Any],
 ) -> Path:
     """Write one self-contained ``out_dir/index.html`` (inline CSS, images as data URIs)."""
-    from . import __version__
+    from pytest_neuronprobe import __version__
 
     out = Path(out_dir)
     info: dict[str, Any] = {"pytest-neuronprobe": __version__}

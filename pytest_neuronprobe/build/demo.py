@@ -8,8 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .builder import make_run
-from .lm import demo_lm
+from pytest_neuronprobe.build.make_run import make_run
+from pytest_neuronprobe.build.lm import demo_lm
 
 __all__ = ["DEMO_RUNS", "build_demo"]
 
@@ -32,7 +32,7 @@ def build_demo(out_dir: str | os.PathLike[str] = "demo_runs",
     """
     start = time.perf_counter()
     lm_dir = demo_lm(cache_dir, progress=progress)
-    from .models import load_model
+    from pytest_neuronprobe.core.models import load_model
 
     layer = load_model(str(Path(lm_dir).resolve())).n_layers // 2
     paths: list[Path] = []

@@ -9,10 +9,10 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import torch
 
-from .errors import NeuronProbeError
-from .models import collect, stream
-from .probe import Probe
-from .stats import Correlation, NullComparison, Undefined, correlate, empirical_null, finite_or_none
+from pytest_neuronprobe.core.errors import NeuronProbeError
+from pytest_neuronprobe.core.models import collect, stream
+from pytest_neuronprobe.core.probe import Probe
+from pytest_neuronprobe.analyses.stats import Correlation, NullComparison, Undefined, correlate, empirical_null, finite_or_none
 
 NAMES = ("prediction", "head", "input", "output", "neuron_dir", "live")
 INPUT_HOOKS = ("resid_mid", "resid_pre")
