@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pytest_neuronprobe.analyses.joint import analyze  # noqa: E402
+from pytest_neuronprobe.analyses.options import PatchingOptions, ProjectionOptions  # noqa: E402
 from pytest_neuronprobe.build.corpus import generate_corpus  # noqa: E402
 from pytest_neuronprobe.build.lm import train_tokenizer  # noqa: E402
 from pytest_neuronprobe.core.models import collect, load_model  # noqa: E402
@@ -177,7 +178,7 @@ def main() -> None:
     _, floor = timed(lambda: probe.read(texts, hooks))
     _, t_proj = timed(lambda: analyze_projection(probe))
     _, t_patch = timed(lambda: analyze_patching(probe))
-    (projection, patching), full = timed(lambda: analyze(probe, projection={}, patching={}))
+    (projection, patching), full = timed(lambda: analyze(probe, ProjectionOptions(), PatchingOptions()))
     sub = texts[: args.seed_texts]
     seed_proj, seed_patch = seed_method(probe, sub, list(patching.factors))
     scale = len(texts) / len(sub)

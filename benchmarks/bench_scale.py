@@ -109,6 +109,7 @@ import torch
 torch.set_num_threads({threads})
 from bench_analyses import CACHE, gpt2_small, make_run
 from pytest_neuronprobe.analyses.joint import analyze
+from pytest_neuronprobe.analyses.options import PatchingOptions, ProjectionOptions
 from pytest_neuronprobe.core.probe import open_probe
 from pytest_neuronprobe.core.runs import load_run
 run = load_run(make_run(gpt2_small(CACHE / "gpt2-small-shaped"), {n}))
@@ -136,7 +137,7 @@ except OSError:
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 rss_before = status("VmRSS")
 start = time.perf_counter()
-proj, patch = analyze(probe, projection={{}}, patching={{}})
+proj, patch = analyze(probe, ProjectionOptions(), PatchingOptions())
 took = time.perf_counter() - start
 after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 hwm = status("VmHWM")

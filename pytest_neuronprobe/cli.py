@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, TypeAlias
 
 from pytest_neuronprobe.core.errors import NeuronProbeError
 
-__all__ = ["main", "build_parser"]
+__all__ = ["add_compare_parser", "build_parser", "compare_main", "main"]
 
 Handler = Callable[[argparse.Namespace], int]
+if TYPE_CHECKING:
+    #: The object `add_subparsers()` returns; `_register_<name>(sub)` functions add one subcommand to it.
+    Subparsers: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
 
 
 def _neuron(value: str) -> int | None:
@@ -58,8 +62,9 @@ def _fraction(value: str) -> float:
 # make-run
 
 
-def _register_make_run(sub: argparse._SubParsersAction) -> None:
-    from pytest_neuronprobe.build.make_run import DEFAULT_N_TEXTS, HEAD_FORMATS
+def _register_make_run(sub: Subparsers) -> None:
+    from pytest_neuronprobe.build.make_run import HEAD_FORMATS
+    from pytest_neuronprobe.build.texts import DEFAULT_N_TEXTS
     from pytest_neuronprobe.core.runs import HEAD_TYPES, PROCESSING
 
     p = sub.add_parser("make-run", help="train a probe head on one neuron and write it as a run directory",
@@ -97,7 +102,8 @@ def _register_make_run(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_make_run(args: argparse.Namespace) -> int:
-    from pytest_neuronprobe.build.make_run import make_run, read_texts_file
+    from pytest_neuronprobe.build.make_run import make_run
+    from pytest_neuronprobe.build.texts import read_texts_file
 
     texts = read_texts_file(args.texts) if args.texts else None
     path = make_run(args.out, base_model=args.base_model, layer=args.layer, neuron=args.neuron, texts=texts,
@@ -115,7 +121,7 @@ def _cmd_make_run(args: argparse.Namespace) -> int:
 # demo
 
 
-def _register_demo(sub: argparse._SubParsersAction) -> None:
+def _register_demo(sub: Subparsers) -> None:
     p = sub.add_parser("demo", help="build the demo LM and four demo runs (cached)",
                        description="Build (or reuse) a small trained LM and four probe runs on its middle layer's "
                                    "most variable neuron: linear, hidden-layer, classification and token heads. "
@@ -135,16 +141,77 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------------------------- #
+# compare
+
+_COMPARE_EPILOG = """\
+--fail conditions are 'METRIC OP RHS', judged on the current run's estimate:
+  OP RHS is one of  >= X  > X  <= X  < X  == X  C +- T  between A and B, where X, C, A, B
+  are numbers or baseline [+ - * / number] (the same metric in the baseline run).
+examples:
+  neuronprobe compare old_report/ new_report/ --fail "projection.head.r < baseline - 0.05"
+  neuronprobe compare a/summary.json b/summary.json --metric "projection.*.r" \\
+      --fail "patching.slope < baseline * 0.8"
+exit status: 0 fine, 1 a --fail condition holds or its metric is undefined, 2 bad input.
+"""
+_COMPARE_DESCRIPTION = "Compare a run's numbers with an earlier run's: tables and regression conditions."
+
+
+def _compare_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("baseline", metavar="BASELINE",
+                        help="earlier summary.json, or a report directory (<dir>/<run>/summary.json)")
+    parser.add_argument("current", metavar="CURRENT", help="summary.json or report directory to check")
+    parser.add_argument("--fail", metavar="EXPR", action="append", default=[],
+                        help="regression condition 'METRIC OP RHS' on the current estimate, e.g. "
+                             "'projection.head.r < baseline - 0.05'; exit 1 when it holds or its "
+                             "metric is undefined (repeatable)")
+    parser.add_argument("--metric", metavar="NAME", action="append", default=None,
+                        help="metric to show (name or glob, e.g. 'projection.*.r'; repeatable; "
+                             "default: the headline metrics)")
+    parser.add_argument("--run", metavar="NAME", default=None,
+                        help="compare only this run (when the summaries hold several)")
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from pytest_neuronprobe.baseline import load_summaries
+    from pytest_neuronprobe.compare import run_compare
+
+    try:
+        return run_compare(load_summaries(args.baseline), load_summaries(args.current), metrics=args.metric,
+                           fail=args.fail, run=args.run)
+    except NeuronProbeError as exc:
+        print(f"neuronprobe: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def add_compare_parser(sub: Subparsers) -> argparse.ArgumentParser:
+    """Add the ``compare`` subcommand; the parsed namespace's ``func(args)`` returns the exit code."""
+    parser = sub.add_parser("compare", help="compare summaries with an earlier run's",
+                            description=_COMPARE_DESCRIPTION, epilog=_COMPARE_EPILOG,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    _compare_arguments(parser)
+    parser.set_defaults(func=_cmd_compare)
+    return parser
+
+
+def compare_main(argv: Sequence[str] | None = None) -> int:
+    """``neuronprobe compare`` on its own: exit code 0, 1 (a --fail condition) or 2 (bad input)."""
+    parser = argparse.ArgumentParser(prog="neuronprobe compare", description=_COMPARE_DESCRIPTION,
+                                     epilog=_COMPARE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _compare_arguments(parser)
+    try:
+        args = parser.parse_args(list(argv) if argv is not None else None)
+    except SystemExit as exc:  # argparse exits on --help (0) and usage errors (2)
+        return int(exc.code) if isinstance(exc.code, int) else 2
+    return _cmd_compare(args)
+
+
+# --------------------------------------------------------------------------------------------- #
 # The parser. To add a subcommand, write `_register_<name>(sub)` (add_parser + set_defaults(func=handler),
 # handler(args) -> exit code) and list it in SUBCOMMANDS.
 
-def _register_compare(sub: argparse._SubParsersAction) -> None:
-    from pytest_neuronprobe.compare import add_compare_parser
-
-    add_compare_parser(sub)
 
 
-def _register_cache(sub: argparse._SubParsersAction) -> None:
+def _register_cache(sub: Subparsers) -> None:
     p = sub.add_parser("cache", help="manage the on-disk analysis cache",
                        description="Manage the on-disk cache of analysis results the pytest plugin keeps "
                                    "(default: .pytest_cache/d/neuronprobe; --neuron-cache-dir).")
@@ -169,10 +236,10 @@ def _cmd_cache_clear(args: argparse.Namespace) -> int:
     return 0
 
 
-SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+SUBCOMMANDS: list[Callable[[Subparsers], object]] = [
     _register_make_run,
     _register_demo,
-    _register_compare,
+    add_compare_parser,
     _register_cache,
 ]
 

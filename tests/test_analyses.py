@@ -20,6 +20,7 @@ from safetensors.torch import save_file
 
 from pytest_neuronprobe.build.corpus import generate_corpus
 from pytest_neuronprobe.build.lm import build_lm, tiny_lm
+from pytest_neuronprobe.analyses.options import PatchingOptions, ProjectionOptions
 from pytest_neuronprobe.analyses.patching import analyze_patching
 from pytest_neuronprobe.core.probe import open_probe
 from pytest_neuronprobe.analyses.projection import analyze_projection
@@ -229,7 +230,7 @@ def _cos(a, b):
 def test_projection_matches_reference(case, texts):
     run = load_run(case["root"])
     probe = open_probe(run, "cpu")
-    result = analyze_projection(probe, n_resamples=200, seed=3, null_directions=20, batch_size=5)
+    result = analyze_projection(probe, ProjectionOptions(n_resamples=200, seed=3, null_directions=20, batch_size=5))
     truth = run.analysed()["activation"].to_numpy()
     values, direction, w_in, w_out, _, _ = _reference_projection(case, texts)
     assert result.n == len(texts)
@@ -261,8 +262,8 @@ def test_patching_matches_reference(case, texts):
     probe = open_probe(run, "cpu")
     factors = (0.0, 0.5, 1.0, 2.0)
     sub = texts[:10]
-    result = analyze_patching(probe, factors=factors, texts=sub, n_resamples=100, seed=0, batch_size=3)
-    full = analyze_patching(probe, factors=factors, texts=sub, n_resamples=100, seed=0, method="full")
+    result = analyze_patching(probe, PatchingOptions(factors=factors, texts=sub, n_resamples=100, seed=0, batch_size=3))
+    full = analyze_patching(probe, PatchingOptions(factors=factors, texts=sub, n_resamples=100, seed=0, method="full"))
     ref, layer, n, extra = case["ref"], case["layer"], case["neuron"], case["extra"]
     neuron_hook = f"blocks.{layer}.mlp.hook_{extra.get('layer_type', 'post')}"
     feature = probe.feature_hook
@@ -318,8 +319,8 @@ def test_head_reading_the_neuron_hook_gives_r_1_and_slope_1(lms, texts, tiny_ref
                      state={"output.weight": w, "output.bias": torch.zeros(1)}, ref=tiny_ref, texts=texts,
                      extra={"feature_hook": f"blocks.{layer}.mlp.hook_post"})
     probe = open_probe(load_run(root), "cpu")
-    projection = analyze_projection(probe, n_resamples=100)
-    patching = analyze_patching(probe, n_resamples=100)
+    projection = analyze_projection(probe, ProjectionOptions(n_resamples=100))
+    patching = analyze_patching(probe, PatchingOptions(n_resamples=100))
     assert projection.prediction.r == pytest.approx(1.0, abs=1e-6)
     assert projection.live.r == pytest.approx(1.0, abs=1e-6)
     assert patching.slope == pytest.approx(1.0, abs=1e-5)
@@ -334,7 +335,7 @@ def test_head_orthogonal_to_the_neuron_output_has_zero_direct_slope(lms, texts, 
     w = w - (w @ w_out) / (w_out @ w_out) * w_out
     root = write_run(tmp_path / "orth-neuron_l0_n4", lms["tiny"], layer=layer, neuron=n, head_type="regression",
                      state={"output.weight": w[None], "output.bias": torch.zeros(1)}, ref=tiny_ref, texts=texts)
-    patching = analyze_patching(open_probe(load_run(root), "cpu"), n_resamples=0)
+    patching = analyze_patching(open_probe(load_run(root), "cpu"), PatchingOptions(n_resamples=0))
     assert patching.direct_slope == pytest.approx(0.0, abs=1e-5)
 
 
@@ -345,7 +346,7 @@ def test_last_layer_neuron_read_along_its_output_has_slope_1(lms, texts, tiny_re
     root = write_run(tmp_path / "last-neuron_l1_n8", lms["tiny"], layer=layer, neuron=n, head_type="regression",
                      state={"output.weight": (w_out / (w_out @ w_out))[None], "output.bias": torch.zeros(1)},
                      ref=tiny_ref, texts=texts)
-    patching = analyze_patching(open_probe(load_run(root), "cpu"), n_resamples=100)
+    patching = analyze_patching(open_probe(load_run(root), "cpu"), PatchingOptions(n_resamples=100))
     assert patching.slope == pytest.approx(1.0, abs=1e-4)
     assert patching.direct_slope == pytest.approx(1.0, abs=1e-4)
     assert patching.fit.ci_low <= 1.0 + 1e-4 and patching.fit.ci_high >= 1.0 - 1e-4
@@ -356,7 +357,7 @@ def test_null_baseline_of_other_neurons_matches_loop(case, texts):
     probe = open_probe(run, "cpu")
     if not probe.is_mlp_neuron:
         pytest.skip("not an MLP neuron")
-    result = analyze_projection(probe, n_resamples=0, null_directions=10)
+    result = analyze_projection(probe, ProjectionOptions(n_resamples=0, null_directions=10))
     truth = run.analysed()["activation"].to_numpy()
     x = probe.read(texts, [probe.feature_hook])[probe.feature_hook].double().numpy()
     w_out = probe.model.W_out(probe.layer).double().numpy()
@@ -382,11 +383,11 @@ def test_kv_cache_that_is_not_honoured_falls_back_to_full_passes(case, texts, mo
 
     probe = open_probe(load_run(case["root"]), "cpu")
     options = dict(factors=(0.0, 1.0, 2.0), texts=texts[:6], n_resamples=0)
-    full = analyze_patching(probe, method="full", **options)
+    full = analyze_patching(probe, PatchingOptions(method="full", **options))
     monkeypatch.setattr(patching, "_repeat_cache", lambda cache, F, first: DynamicCache())
     monkeypatch.setattr(patching, "_CACHE_WARNED", [])
     with pytest.warns(RuntimeWarning, match="does not honour the cache"):
-        cached = analyze_patching(probe, **options)
+        cached = analyze_patching(probe, PatchingOptions(**options))
     for key in ("activation_change", "prediction_change"):
         np.testing.assert_allclose(cached.arrays[key], full.arrays[key], atol=1e-6)
 
@@ -397,12 +398,13 @@ def test_split_rule_and_max_samples(lms, texts, tiny_ref, tmp_path):
     root = write_run(tmp_path / "split-neuron_l1_n1", lms["tiny"], layer=1, neuron=1, head_type="regression",
                      state={"output.weight": w, "output.bias": torch.zeros(1)}, ref=tiny_ref, texts=texts, split=split)
     probe = open_probe(load_run(root), "cpu")
-    result = analyze_projection(probe, n_resamples=0, null_directions=0)
+    result = analyze_projection(probe, ProjectionOptions(n_resamples=0, null_directions=0))
     assert (result.split, result.n) == ("test", 6)
-    assert analyze_projection(probe, split="val", n_resamples=0, null_directions=0).n == 6
-    assert analyze_projection(probe, split="all", max_samples=10, n_resamples=0, null_directions=0).n == 10
-    a = analyze_projection(probe, split="all", max_samples=10, seed=5, n_resamples=0, null_directions=0)
-    b = analyze_projection(probe, split="all", max_samples=10, seed=5, n_resamples=0, null_directions=0)
+    cheap = {"n_resamples": 0, "null_directions": 0}
+    assert analyze_projection(probe, ProjectionOptions(split="val", **cheap)).n == 6
+    assert analyze_projection(probe, ProjectionOptions(split="all", max_samples=10, **cheap)).n == 10
+    a = analyze_projection(probe, ProjectionOptions(split="all", max_samples=10, seed=5, **cheap))
+    b = analyze_projection(probe, ProjectionOptions(split="all", max_samples=10, seed=5, **cheap))
     np.testing.assert_array_equal(a.arrays["ground_truth"], b.arrays["ground_truth"])
 
 
@@ -415,7 +417,8 @@ def test_live_mismatch_is_loud(lms, texts, tiny_ref, tmp_path):
     frame["activation"] = frame["activation"] + 1.0
     frame.to_csv(csv, index=False)
     with pytest.warns(UserWarning, match="live activations do not match"):
-        result = analyze_projection(open_probe(load_run(root), "cpu"), n_resamples=0, null_directions=0)
+        result = analyze_projection(open_probe(load_run(root), "cpu"),
+                                    ProjectionOptions(n_resamples=0, null_directions=0))
     assert not result.self_check.ok
     assert "live activations do not match" in repr(result)
 
@@ -425,9 +428,10 @@ def test_joint_analysis_equals_separate_analyses(case):
 
     probe = open_probe(load_run(case["root"]), "cpu")
     options = {"n_resamples": 50, "seed": 1}
-    joint_proj, joint_patch = analyze(probe, projection={**options, "null_directions": 5}, patching=options)
-    proj = analyze_projection(probe, null_directions=5, **options)
-    patch = analyze_patching(probe, **options)
+    joint_proj, joint_patch = analyze(probe, ProjectionOptions(**options, null_directions=5),
+                                      PatchingOptions(**options))
+    proj = analyze_projection(probe, ProjectionOptions(null_directions=5, **options))
+    patch = analyze_patching(probe, PatchingOptions(**options))
     assert joint_proj.as_dict()["projections"] == proj.as_dict()["projections"]
     for key in ("activation_change", "prediction_change", "direct_per_text"):
         np.testing.assert_allclose(joint_patch.arrays[key], patch.arrays[key], atol=1e-6)

@@ -33,9 +33,11 @@ import pytest_neuronprobe
 from pytest_neuronprobe.core import atomic
 from pytest_neuronprobe.core.atomic import write_bytes_atomic, write_json_atomic, write_text_atomic
 from pytest_neuronprobe.core.errors import NeuronProbeError
+from pytest_neuronprobe.analyses.options import PatchingOptions, ProjectionOptions
 from pytest_neuronprobe.analyses.patching import analyze_patching
 from pytest_neuronprobe.core.probe import open_probe
-from pytest_neuronprobe.analyses.projection import NAMES, analyze_projection
+from pytest_neuronprobe.analyses.options import NAMES
+from pytest_neuronprobe.analyses.projection import analyze_projection
 from pytest_neuronprobe.core.runs import load_run
 from pytest_neuronprobe.analyses.stats import Undefined
 from pytest_neuronprobe.report.summary import build_summary
@@ -56,7 +58,7 @@ def analyse(path: Path):
     """The whole chain, so an error is caught wherever it surfaces."""
     run = load_run(path)
     probe = open_probe(run, "cpu")
-    return analyze_projection(probe, n_resamples=0, null_directions=0)
+    return analyze_projection(probe, ProjectionOptions(n_resamples=0, null_directions=0))
 
 
 DELETE = object()
@@ -536,7 +538,7 @@ def test_constant_ground_truth_is_undefined_everywhere(constant_run: Path) -> No
     probe = open_probe(load_run(constant_run), "cpu")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # live != dataset, by construction
-        projection = analyze_projection(probe, n_resamples=50, null_directions=20)
+        projection = analyze_projection(probe, ProjectionOptions(n_resamples=50, null_directions=20))
     for name in NAMES:
         corr = projection[name]
         assert not corr.defined, name
@@ -548,7 +550,8 @@ def test_constant_ground_truth_is_undefined_everywhere(constant_run: Path) -> No
     assert (projection.head.r > 0.5) is False
     assert (projection.head.r < 0.5) is False
     assert "constant" in repr(projection.head.r)
-    summary = build_summary(probe, projection, analyze_patching(probe, n_resamples=20, factors=[0, 1, 2]))
+    patching = analyze_patching(probe, PatchingOptions(n_resamples=20, factors=[0, 1, 2]))
+    summary = build_summary(probe, projection, patching)
     text = json.dumps(summary, allow_nan=False)
     back = json.loads(text)
     for name in NAMES:
@@ -580,7 +583,7 @@ def test_degenerate_inputs_are_undefined_with_reason(degenerate: str, regression
     probe = open_probe(load_run(root), "cpu")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        projection = analyze_projection(probe, n_resamples=50, null_directions=20)
+        projection = analyze_projection(probe, ProjectionOptions(n_resamples=50, null_directions=20))
     for name in names:
         assert not projection[name].defined and reason in projection[name].reason, (name, projection[name].reason)
         assert not projection[name].r > 0.5 and not projection[name].r < 0.5
@@ -594,17 +597,18 @@ def test_degenerate_inputs_are_undefined_with_reason(degenerate: str, regression
 def test_same_run_twice_gives_identical_numbers(regression_run: Path) -> None:
     options = dict(n_resamples=200, null_directions=50, seed=3)
     first_probe = open_probe(load_run(regression_run), "cpu")
-    first = analyze_projection(first_probe, **options)
-    again = analyze_projection(first_probe, **options)
-    fresh = analyze_projection(open_probe(load_run(regression_run), "cpu"), **options)
+    first = analyze_projection(first_probe, ProjectionOptions(**options))
+    again = analyze_projection(first_probe, ProjectionOptions(**options))
+    fresh = analyze_projection(open_probe(load_run(regression_run), "cpu"), ProjectionOptions(**options))
     assert first.as_dict() == again.as_dict() == fresh.as_dict()
     assert first.head.ci_low == fresh.head.ci_low and isinstance(first.head.ci_low, float)
     assert first.null is not None and first.null.as_dict() == fresh.null.as_dict()
     np.testing.assert_array_equal(first.direction, fresh.direction)
     patch_options = dict(n_resamples=100, factors=[0, 0.5, 1, 2], seed=3)
-    assert (analyze_patching(first_probe, **patch_options).as_dict()
-            == analyze_patching(open_probe(load_run(regression_run), "cpu"), **patch_options).as_dict())
-    other_seed = analyze_projection(first_probe, **{**options, "seed": 4})
+    fresh_probe = open_probe(load_run(regression_run), "cpu")
+    assert (analyze_patching(first_probe, PatchingOptions(**patch_options)).as_dict()
+            == analyze_patching(fresh_probe, PatchingOptions(**patch_options)).as_dict())
+    other_seed = analyze_projection(first_probe, ProjectionOptions(**{**options, "seed": 4}))
     assert other_seed.head.r == first.head.r and other_seed.head.ci_low != first.head.ci_low
 
 

@@ -15,6 +15,8 @@ import numpy as np
 import pytest
 
 from pytest_neuronprobe.analyses import cache as C
+from pytest_neuronprobe.analyses.joint import JointOptions
+from pytest_neuronprobe.analyses.options import PatchingOptions, ProjectionOptions
 from pytest_neuronprobe.pytest import session as S
 from pytest_neuronprobe.core.digests import tree_digest
 
@@ -46,13 +48,13 @@ def _analyse(run: Path, cache_dir: Path | None, proj: dict | None = None, patch:
              ) -> tuple[Any, Any, S.NeuronSession]:
     s = _session(run, cache_dir)
     label = s.labels[0]
-    p = s.projection(label, dict(PROJ, **(proj or {})))
-    q = s.patching(label, dict(PATCH, **(patch or {})))
+    p = s.projection(label, s.projection_options(dict(PROJ, **(proj or {}))))
+    q = s.patching(label, s.patching_options(dict(PATCH, **(patch or {}))))
     return p, q, s
 
 
 def _cached(s: S.NeuronSession) -> int:
-    return s.counters.get("analyses_cached", 0)
+    return s.counters.analyses_cached
 
 
 def _same(a: Any, b: Any) -> None:
@@ -79,7 +81,7 @@ def run_copy(regression_run: Path, tmp_path: Path) -> Path:
 def test_unchanged_inputs_are_served_from_cache_with_identical_numbers(run_copy: Path, tmp_path: Path) -> None:
     cache_dir = tmp_path / "cache"
     p1, q1, s1 = _analyse(run_copy, cache_dir)
-    assert _cached(s1) == 0 and s1.counters["analyses"] == 2
+    assert _cached(s1) == 0 and s1.counters.analyses == 2
     assert len(_entries(cache_dir)) == 2
     p2, q2, s2 = _analyse(run_copy, cache_dir)
     assert _cached(s2) == 2
@@ -89,7 +91,10 @@ def test_unchanged_inputs_are_served_from_cache_with_identical_numbers(run_copy:
     assert p2.head.r == p1.head.r and p2.head.ci_low == p1.head.ci_low
     assert q2.slope == q1.slope and q2.factors == q1.factors
     assert [x.as_dict() for x in q2.per_input] == [x.as_dict() for x in q1.per_input]
-    assert "analyses took" in " ".join(s2.summary_lines()) and "(2 of 2 from cache)" in " ".join(s2.summary_lines())
+    from pytest_neuronprobe.pytest.finish import summary_lines
+
+    lines = " ".join(summary_lines(s2, 0))
+    assert "analyses took" in lines and "(2 of 2 from cache)" in lines
 
 
 def test_both_default_analyses_are_cached_as_one_entry(run_copy: Path, tmp_path: Path) -> None:
@@ -101,7 +106,7 @@ def test_both_default_analyses_are_cached_as_one_entry(run_copy: Path, tmp_path:
         label = s.labels[0]
         results.append((s.projection(label), s.patching(label), s))
     (p1, q1, s1), (p2, q2, s2) = results
-    assert _cached(s1) == 0 and _cached(s2) == 1 and s2.counters["analyses"] == 1
+    assert _cached(s1) == 0 and _cached(s2) == 1 and s2.counters.analyses == 1
     _same(p1, p2)
     _same(q1, q2)
     assert len(_entries(cache_dir)) == 1
@@ -146,10 +151,13 @@ def test_changed_base_model_file_changes_the_key(tiny_lm_dir: Path, regression_r
     from pytest_neuronprobe.core.runs import load_run
 
     run = load_run(regression_run)
-    key = C.analysis_key(run, "projection", PROJ, "cpu")
-    assert key == C.analysis_key(run, "projection", dict(reversed(list(PROJ.items()))), "cpu")
-    assert key != C.analysis_key(run, "projection", PROJ, "cuda")
-    assert key != C.analysis_key(run, "patching", PROJ, "cpu")
+    key = C.analysis_key(run, ProjectionOptions(**PROJ), "cpu")
+    assert key == C.analysis_key(run, ProjectionOptions(**dict(reversed(list(PROJ.items())))), "cpu")
+    assert key != C.analysis_key(run, ProjectionOptions(**PROJ), "cuda")
+    assert key != C.analysis_key(run, ProjectionOptions(**PROJ, seed=1), "cpu")
+    assert key != C.analysis_key(run, PatchingOptions(n_resamples=PROJ["n_resamples"]), "cpu")
+    joint = JointOptions(ProjectionOptions(**PROJ), PatchingOptions())
+    assert C.analysis_key(run, joint, "cpu") not in (key, C.analysis_key(run, PatchingOptions(), "cpu"))
     lm = tmp_path / "lm"
     shutil.copytree(tiny_lm_dir, lm)
     before = tree_digest(lm)
@@ -185,7 +193,7 @@ def test_corrupt_entry_is_recomputed_and_repaired(damage: str, run_copy: Path, t
 
 def test_no_cache_dir_reads_and_writes_nothing(run_copy: Path, tmp_path: Path) -> None:
     _, _, s = _analyse(run_copy, None)
-    assert s.cache is None and s.counters["analyses"] == 2 and _cached(s) == 0
+    assert s.cache is None and s.counters.analyses == 2 and _cached(s) == 0
     assert not list(tmp_path.rglob("*.npz"))
 
 
@@ -210,7 +218,7 @@ def test_encoding_round_trips_exactly_and_refuses_what_it_cannot_store(tmp_path:
     key = "ab" + "0" * 62
     assert cache.put(key, _value())
     _check_value(cache.get(key))
-    assert not cache.put("cd" + "0" * 62, {"f": object()}) and cache.errors
+    assert not cache.put("cd" + "0" * 62, {"f": object()})
     assert not cache.put("cd" + "0" * 62, {"o": np.array([object()], dtype=object)})
     assert not cache.put("cd" + "0" * 62, {1: 2})
     assert cache.get("cd" + "0" * 62) is None

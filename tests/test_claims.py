@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import subprocess
 import sys
@@ -11,18 +12,10 @@ from typing import Any
 
 import pytest
 
-from pytest_neuronprobe.claims.verdicts import (
-    CLAIM_FILE_PATTERNS,
-    KNOWN_METRICS,
-    Claim,
-    Metric,
-    evaluate,
-    evaluate_all,
-    flatten,
-    load_claims,
-    parse_claim,
-    parse_expr,
-)
+from pytest_neuronprobe.claims.expressions import parse_expr
+from pytest_neuronprobe.claims.loader import CLAIM_FILE_PATTERNS, load_claims
+from pytest_neuronprobe.claims.metrics import KNOWN_METRICS, Metric, flatten
+from pytest_neuronprobe.claims.verdicts import Claim, evaluate, evaluate_all, parse_claim
 from pytest_neuronprobe.core.errors import NeuronProbeError
 
 ABSENT = "absent: the neuron is not an MLP neuron (layer_type is not pre/post)"
@@ -494,12 +487,13 @@ def test_claim_file_patterns() -> None:
 def test_claim_is_frozen_and_run_glob() -> None:
     claim = Claim("dataset_size", parse_expr("== 1"), "dataset_size == 1", run="gpt2_*")
     assert claim.applies_to("gpt2_l8") and not claim.applies_to("pythia_l8")
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         claim.metric = "x"  # type: ignore[misc]
 
 
 def test_pure_modules_do_not_import_pytest() -> None:
-    code = ("import sys; import pytest_neuronprobe.claims.verdicts, pytest_neuronprobe.compare; "
+    code = ("import sys; import pytest_neuronprobe.claims.loader, pytest_neuronprobe.compare, "
+            "pytest_neuronprobe.baseline, pytest_neuronprobe.core.formatting; "
             "sys.exit(1 if 'pytest' in sys.modules or '_pytest' in sys.modules else 0)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 

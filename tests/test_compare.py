@@ -12,17 +12,15 @@ from typing import Any
 
 import pytest
 
+from pytest_neuronprobe.baseline import load_summaries, load_summary
+from pytest_neuronprobe.claims.metrics import HEADLINE_METRICS
+from pytest_neuronprobe.cli import add_compare_parser, compare_main
 from pytest_neuronprobe.compare import (
-    HEADLINE_METRICS,
     Row,
-    add_compare_parser,
     check_fail,
-    compare_main,
     compare_summaries,
     diff_rows,
     format_table,
-    load_summaries,
-    load_summary,
     parse_fail,
 )
 from pytest_neuronprobe.core.errors import NeuronProbeError
@@ -59,7 +57,8 @@ def make_summary(name: str = "gpt2_neuron_l8_n481", *, head: float = 0.8, slope:
                             "selectivity": head - 0.2, "n_null": 200}, "neurons": None},
         "patching": None if not patching else {
             "mode": "scale", "factors": [0, 0.5, 1.0], "n_texts": 40, "baseline_correlation": 0.8,
-            "slope": slope, "intercept": 0.01, "r_squared": 0.9, "slope_ci_low": None if slope is None else slope - 0.05,
+            "slope": slope, "intercept": 0.01, "r_squared": 0.9,
+            "slope_ci_low": None if slope is None else slope - 0.05,
             "slope_ci_high": None if slope is None else slope + 0.05, "avg_activation_changes": [],
             "avg_prediction_changes": [], "per_input": [], "direct_slope": 0.5, "direct_fraction": 0.5},
     }
@@ -148,9 +147,9 @@ def test_diff_rows_skip_analyses_absent_from_both() -> None:
 
 def test_diff_rows_chosen_metrics_and_globs() -> None:
     rows = diff_rows(make_summary(), make_summary(), ["dataset_size", "projection.*.r", "dataset_size"])
-    assert [r.metric for r in rows] == ["dataset_size"] + [f"projection.{p}.r" for p in
-                                                           ("prediction", "head", "input", "output", "neuron_dir", "live")]
-    with pytest.raises(NeuronProbeError, match="did you mean projection.head.r"):
+    names = ("prediction", "head", "input", "output", "neuron_dir", "live")
+    assert [r.metric for r in rows] == ["dataset_size"] + [f"projection.{p}.r" for p in names]
+    with pytest.raises(NeuronProbeError, match=r"did you mean projection\.head\.r"):
         diff_rows(make_summary(), make_summary(), ["projection.haed.r"])
     with pytest.raises(NeuronProbeError, match="no metric matches"):
         diff_rows(make_summary(), make_summary(), ["nothing.*"])
@@ -318,7 +317,7 @@ def test_compare_summaries_api() -> None:
 def test_compare_main_runs_outside_pytest(tmp_path: Path) -> None:
     a = write_summary(tmp_path / "a", make_summary(head=0.8))
     b = write_summary(tmp_path / "b", make_summary(head=0.7))
-    code = ("import sys; from pytest_neuronprobe.compare import compare_main; "
+    code = ("import sys; from pytest_neuronprobe.cli import compare_main; "
             f"sys.exit(compare_main([{str(a)!r}, {str(b)!r}, '--fail', 'projection.head.r < baseline - 0.05']))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 1, proc.stderr

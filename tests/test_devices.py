@@ -12,13 +12,14 @@ import pytest
 import torch
 
 from pytest_neuronprobe.analyses.joint import analyze
+from pytest_neuronprobe.analyses.options import PatchingOptions, ProjectionOptions
 from pytest_neuronprobe.core.errors import NeuronProbeError
 from pytest_neuronprobe.core.models import resolve_device
 from pytest_neuronprobe.core.probe import open_probe
 from pytest_neuronprobe.core.runs import load_run
 
 TOL = 1e-4
-OPTIONS = {"projection": {"n_resamples": 100, "null_directions": 20}, "patching": {"n_resamples": 100}}
+OPTIONS = (ProjectionOptions(n_resamples=100, null_directions=20), PatchingOptions(n_resamples=100))
 
 needs_cuda = pytest.mark.skipif(
     not torch.cuda.is_available(),
@@ -34,7 +35,7 @@ def test_cuda_numbers_agree_with_cpu(kind: str, request: pytest.FixtureRequest) 
     for device in ("cpu", "cuda"):
         probe = open_probe(run, device)
         assert {p.device.type for p in probe.model.bridge.parameters()} == {device}
-        results[device] = analyze(probe, **OPTIONS)
+        results[device] = analyze(probe, *OPTIONS)
     (cpu_proj, cpu_patch), (gpu_proj, gpu_patch) = results["cpu"], results["cuda"]
     for name, values in cpu_proj.arrays.items():
         scale = max(1.0, float(np.abs(values).max())) if len(values) else 1.0

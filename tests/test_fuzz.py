@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 
 from pytest_neuronprobe.core.errors import NeuronProbeError
 from pytest_neuronprobe.core.probe import open_probe
+from pytest_neuronprobe.analyses.options import ProjectionOptions
 from pytest_neuronprobe.analyses.projection import analyze_projection
 from pytest_neuronprobe.core.runs import load_run
 
@@ -112,7 +113,7 @@ def expect_clean(action: Callable[[], Any]) -> Any:
 def whole_chain(path: Path) -> Any:
     def chain():
         run = load_run(path)
-        return analyze_projection(open_probe(run, "cpu"), n_resamples=0, null_directions=0)
+        return analyze_projection(open_probe(run, "cpu"), ProjectionOptions(n_resamples=0, null_directions=0))
     return expect_clean(chain)
 
 

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import concurrent.futures
+import html
 import json
 import math
+import os
 import re
 import shutil
+import subprocess
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -14,9 +18,17 @@ import matplotlib.image as mpimg
 import numpy as np
 import pytest
 
-from pytest_neuronprobe.report import html as rep
 from pytest_neuronprobe.core.atomic import write_bytes_atomic, write_json_atomic, write_text_atomic
-from pytest_neuronprobe.report.html import RunReport
+from pytest_neuronprobe.core.formatting import format_fixed, format_p_value
+from pytest_neuronprobe.report.figures import PLOT_FILES
+from pytest_neuronprobe.report.files import RunReport, TestRecord, safe_run_name, write_report, write_run_report
+from pytest_neuronprobe.report.html import write_index_html
+from pytest_neuronprobe.report.patching_plots import (
+    plot_patching_curves,
+    plot_patching_scatter,
+    plot_per_input_slopes,
+)
+from pytest_neuronprobe.report.projection_plots import plot_correlation_heatmap, plot_null, plot_projection
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 FACTORS = [0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0]
@@ -98,6 +110,30 @@ def assert_png(path: Path, min_bytes: int = 4000) -> None:
     assert float(image[..., :3].std()) > 0.01, "blank image"
 
 
+def screenshot_html(html_path: str | os.PathLike[str], png_path: str | os.PathLike[str],
+                    width: int = 1280, height: int = 2400) -> bool:
+    """Screenshot a local HTML file with headless Chromium; False if Chromium is missing or fails."""
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        return False
+    target = Path(png_path).resolve()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.unlink(missing_ok=True)
+    with tempfile.TemporaryDirectory(prefix="neuronprobe-chromium-") as profile:
+        cmd = [
+            browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+            "--no-first-run", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", f"--user-data-dir={profile}", f"--window-size={width},{height}",
+            "--hide-scrollbars", f"--screenshot={target}", Path(html_path).resolve().as_uri(),
+        ]
+        try:
+            done = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                  timeout=60, check=False)
+        except (OSError, subprocess.SubprocessError):
+            return False
+    return done.returncode == 0 and target.is_file() and target.stat().st_size > 0
+
+
 def visible_text(document: str) -> str:
     return re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", document)
 
@@ -107,7 +143,7 @@ def full_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[RunReport, dict[
     """One realistic run rendered once (plots are the slow part of this module)."""
     out = tmp_path_factory.mktemp("full")
     report = make_report()
-    return report, rep.write_run_report(report, out), out
+    return report, write_run_report(report, out), out
 
 
 # ---------------------------------------------------------------- atomic writes
@@ -141,7 +177,7 @@ def test_write_run_report_nan_summary_raises(tmp_path: Path) -> None:
     report = make_report()
     bad = RunReport(name=report.name, summary={**report.summary, "dataset_size": float("nan")})
     with pytest.raises(ValueError):
-        rep.write_run_report(bad, tmp_path)
+        write_run_report(bad, tmp_path)
 
 
 # ---------------------------------------------------------------- plots
@@ -163,9 +199,9 @@ def test_write_run_report_writes_everything(full_run) -> None:
     assert leftovers == []
 
 
-@pytest.mark.parametrize("func", [rep.plot_projection, rep.plot_correlation_heatmap,
-                                  rep.plot_patching_curves, rep.plot_patching_scatter,
-                                  rep.plot_per_input_slopes, rep.plot_null])
+@pytest.mark.parametrize("func", [plot_projection, plot_correlation_heatmap,
+                                  plot_patching_curves, plot_patching_scatter,
+                                  plot_per_input_slopes, plot_null])
 def test_each_plot_renders_empty_input(tmp_path: Path, func) -> None:
     empty = RunReport(name="empty", summary={})
     assert_png(func(empty, tmp_path / "a" / "b" / "empty.png"), min_bytes=2000)
@@ -182,9 +218,9 @@ def test_plots_emit_no_warnings_for_awkward_text(tmp_path: Path) -> None:
     report = make_report(name="run with $dollars$ and 日本", n=60, n_patch=10)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        for func in (rep.plot_per_input_slopes, rep.plot_null):
+        for func in (plot_per_input_slopes, plot_null):
             assert_png(func(report, tmp_path / f"{func.__name__}.png"))
-    assert rep.safe_run_name(report.name) == "run_with_dollars_and"
+    assert safe_run_name(report.name) == "run_with_dollars_and"
 
 
 def test_non_mlp_run_with_undefined_numbers(tmp_path: Path) -> None:
@@ -201,22 +237,22 @@ def test_non_mlp_run_with_undefined_numbers(tmp_path: Path) -> None:
     undefined = RunReport(name=report.name, summary=summary, projection_arrays=arrays,
                           patching_arrays=report.patching_arrays, null_values=report.null_values)
     paths = {"summary": write_json_atomic(tmp_path / "summary.json", summary)}
-    for key, _, _, _, plot in rep.PLOT_FILES:
+    for key, _, _, _, plot in PLOT_FILES:
         if key != "patching_curves":
             paths[key] = plot(undefined, tmp_path / f"{key}.png")
             assert_png(paths[key])
     claims = [{"run": report.name, "nodeid": "t.py::x", "claim": "live r > 0.5",
                "outcome": "failed", "message": "r is undefined", "values": {"r": None, "x": float("nan")}}]
-    text = visible_text(rep.write_index_html(tmp_path, [(undefined, paths)], claims, {}).read_text())
+    text = visible_text(write_index_html(tmp_path, [(undefined, paths)], claims, {}).read_text())
     assert "absent: layer_type resid_post is not an MLP neuron" in text
     assert text.count('<span class="undef">undefined</span>') >= 9
     assert not re.search(r"\bnan\b", text, re.IGNORECASE)
-    assert rep._fmt(None) == rep._fmt(float("nan")) == rep._fmt_p(None) == "undefined"
+    assert format_fixed(None) == format_fixed(float("nan")) == format_p_value(None) == "undefined"
 
 
 def test_plots_are_thread_safe(tmp_path: Path) -> None:
     reports = [make_report(name=f"run{i}", seed=i, n=60, n_patch=6) for i in range(2)]
-    jobs = [(r, f) for r in reports for f in (rep.plot_null, rep.plot_patching_scatter)]
+    jobs = [(r, f) for r in reports for f in (plot_null, plot_patching_scatter)]
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         paths = list(pool.map(lambda job: job[1](job[0], tmp_path / job[0].name / job[1].__name__), jobs))
     for path in paths:
@@ -229,9 +265,9 @@ def test_plots_are_thread_safe(tmp_path: Path) -> None:
 def test_index_html_is_self_contained_and_complete(full_run) -> None:
     first, first_paths, tmp_path = full_run
     second = make_report(name="second<run>", seed=1, mlp=False, n=50, n_patch=5)
-    second_dir = tmp_path / rep.safe_run_name(second.name)
+    second_dir = tmp_path / safe_run_name(second.name)
     second_paths = {"summary": write_json_atomic(second_dir / "summary.json", second.summary),
-                    "null": rep.plot_null(second, second_dir / "null.png")}
+                    "null": plot_null(second, second_dir / "null.png")}
     runs = [(first, first_paths), (second, second_paths)]
     claims = [
         {"run": first.name, "nodeid": "tests/test_probe.py::test_head", "claim": "head r >= 0.8",
@@ -245,15 +281,15 @@ def test_index_html_is_self_contained_and_complete(full_run) -> None:
          "message": "boom", "values": {}},
     ]
     header = {"when": "2024-05-01T12:00:00", "device": "cpu", "command": ["pytest", "-q", "--neuronprobe"]}
-    index = rep.write_index_html(tmp_path, runs, claims, header)
+    index = write_index_html(tmp_path, runs, claims, header)
     assert index == tmp_path / "index.html"
     document = index.read_text(encoding="utf-8")
-    from pytest_neuronprobe import __version__
+    from pytest_neuronprobe.core.version import __version__
 
     assert __version__ in document
     assert "gpt2_neuron_l8_n481" in document and "second&lt;run&gt;" in document
     for claim in claims:
-        assert rep._e(claim["claim"]) in document
+        assert html.escape(claim["claim"], quote=True) in document
         assert f'badge {claim["outcome"]}">{claim["outcome"]}' in document
     assert "<script>" not in document and "&lt;script&gt;" in document
     images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', document)
@@ -264,11 +300,34 @@ def test_index_html_is_self_contained_and_complete(full_run) -> None:
     assert "pytest -q --neuronprobe" in document and "Claims without a run" in document
 
 
+def test_write_report_writes_runs_index_and_results(tmp_path: Path) -> None:
+    good = make_report(name="good", n=40, n_patch=4)
+    broken = RunReport(name="broken", summary={"run": {"name": "broken"}, "error": "RuntimeError: boom"},
+                       error="RuntimeError: boom")
+    records = [TestRecord(nodeid="t.py::a", run="good", claim="head r > 0.5", outcome="passed",
+                          values={"r": np.float64(0.9), "x": float("nan")}, duration=0.123456, order=1),
+               TestRecord(nodeid="t.py::b", run="broken", claim="", outcome="error", message="boom")]
+    header = {"when": "2024-05-01T12:00:00", "device": "cpu"}
+    files = write_report(tmp_path / "out", [good, broken], records, header)
+    assert files.index_html == tmp_path / "out" / "index.html"
+    assert set(files.run_files) == {"good"}
+    assert files.run_files["good"] == {k: tmp_path / "out" / "good" / v for k, v in
+                                       [("summary", "summary.json")] + [(p.key, p.filename) for p in PLOT_FILES]}
+    assert not (tmp_path / "out" / "broken").exists()
+    results = json.loads(files.results_json.read_text())
+    assert results == {"header": header, "tests": [r.as_dict() for r in records]}
+    assert results["tests"][0]["values"] == {"r": 0.9, "x": None} and results["tests"][0]["duration"] == 0.1235
+    assert [TestRecord.from_dict(d) for d in results["tests"]][1] == records[1]
+    document = files.index_html.read_text(encoding="utf-8")
+    assert "RuntimeError: boom" in document and '<a href="#run-1">broken</a>' in document
+    assert len(re.findall(r'src="data:image/png;base64,', document)) == len(PLOT_FILES)
+
+
 def test_screenshot_html_without_chromium(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(rep.shutil, "which", lambda name: None)
+    monkeypatch.setattr(shutil, "which", lambda name: None)
     page = tmp_path / "p.html"
     page.write_text("<html><body>x</body></html>")
-    assert rep.screenshot_html(page, tmp_path / "shot.png") is False
+    assert screenshot_html(page, tmp_path / "shot.png") is False
 
 
 @pytest.mark.skipif(not (shutil.which("chromium") or shutil.which("chromium-browser")),
@@ -276,11 +335,11 @@ def test_screenshot_html_without_chromium(tmp_path: Path, monkeypatch: pytest.Mo
 def test_screenshot_html_with_chromium(tmp_path: Path) -> None:
     page = tmp_path / "p.html"
     page.write_text("<html><body><h1>hello</h1></body></html>")
-    assert rep.screenshot_html(page, tmp_path / "shot.png", width=400, height=300) is True
+    assert screenshot_html(page, tmp_path / "shot.png", width=400, height=300) is True
     assert_png(tmp_path / "shot.png", min_bytes=500)
 
 
 def test_safe_run_name() -> None:
-    assert rep.safe_run_name("a/b c:d") == "a_b_c_d"
-    assert rep.safe_run_name("../..") == "run"
-    assert rep.safe_run_name("neuron_l8_n481-x.y") == "neuron_l8_n481-x.y"
+    assert safe_run_name("a/b c:d") == "a_b_c_d"
+    assert safe_run_name("../..") == "run"
+    assert safe_run_name("neuron_l8_n481-x.y") == "neuron_l8_n481-x.y"

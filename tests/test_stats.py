@@ -9,17 +9,9 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from pytest_neuronprobe.analyses.stats import (
-    Correlation,
-    LinearFit,
-    NullComparison,
-    Undefined,
-    bootstrap_slope_ci,
-    correlate,
-    empirical_null,
-    finite_or_none,
-    fit_line,
-)
+from pytest_neuronprobe.analyses.fits import LinearFit, bootstrap_slope_ci, fit_line
+from pytest_neuronprobe.analyses.nulls import NullComparison, empirical_null
+from pytest_neuronprobe.analyses.stats import Correlation, Undefined, correlate, finite_or_none
 
 CORR_KEYS = {"correlation", "r_squared", "p_value", "spearman", "ci_low", "ci_high", "n"}
 

@@ -14,28 +14,39 @@ target layer/neuron, the analysis kind and its options, and the device. Writes a
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import io
 import json
+import math
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
+import numpy.typing as npt
 
+from pytest_neuronprobe.core.atomic import write_bytes_atomic
 from pytest_neuronprobe.core.digests import file_digest, package_version, tree_digest
 
 if TYPE_CHECKING:  # pragma: no cover
+    from pytest_neuronprobe.analyses.joint import JointOptions
+    from pytest_neuronprobe.analyses.options import PatchingOptions, ProjectionOptions
     from pytest_neuronprobe.core.runs import Run
 
-__all__ = ["ResultCache", "analysis_key", "encode", "decode", "clear_cache", "FORMAT"]
+    AnalysisOptions: TypeAlias = ProjectionOptions | PatchingOptions | JointOptions
+
+#: What `encode` makes of a value (JSON types; `Any` because the tree is recursive and open-ended).
+Tree: TypeAlias = Any
+Arrays: TypeAlias = dict[str, npt.NDArray[Any]]
 
 #: Bump when the encoding or the result classes change incompatibly.
 FORMAT = 1
 SUFFIX = ".npz"
 
-def _canonical(obj: Any) -> Any:
+def _canonical(obj: object) -> object:
     if isinstance(obj, Mapping):
         return {str(k): _canonical(v) for k, v in sorted(obj.items(), key=lambda kv: str(kv[0]))}
     if isinstance(obj, (list, tuple)):
@@ -47,16 +58,16 @@ def _canonical(obj: Any) -> Any:
     return obj
 
 
-def analysis_key(run: Run, kind: str, options: Mapping[str, Any], device: str) -> str:
-    """The cache key of one analysis of one run: a sha256 hex digest."""
+def analysis_key(run: Run, options: AnalysisOptions, device: str) -> str:
+    """The cache key of one analysis (its options' class says which) of one run on a device: a sha256 hex digest."""
     if run.base_model_is_local and Path(run.base_model).is_dir():
         model = {"local": tree_digest(run.base_model)}
     else:
         model = {"name": run.base_model}
     parts = {
         "format": FORMAT,
-        "versions": {d: package_version(d) or "none" for d in ("pytest-neuronprobe", "torch", "transformer_lens", "transformers",
-                                               "numpy", "scipy")},
+        "versions": {d: package_version(d) or "none"
+                     for d in ("pytest-neuronprobe", "torch", "transformer_lens", "transformers", "numpy", "scipy")},
         "model": model,
         "head": file_digest(run.head_path),
         "config": file_digest(run.config_path),
@@ -64,8 +75,8 @@ def analysis_key(run: Run, kind: str, options: Mapping[str, Any], device: str) -
         "layer": int(run.layer),
         "neuron": int(run.neuron),
         "split": run.split,
-        "kind": kind,
-        "options": _canonical(options),
+        "kind": options.kind,
+        "options": _canonical(dataclasses.asdict(options)),
         "device": str(device),
     }
     text = json.dumps(parts, sort_keys=True, separators=(",", ":"), allow_nan=True)
@@ -78,9 +89,11 @@ def analysis_key(run: Run, kind: str, options: Mapping[str, Any], device: str) -
 
 
 def _classes() -> dict[str, type]:
+    from pytest_neuronprobe.analyses.fits import LinearFit
+    from pytest_neuronprobe.analyses.nulls import NullComparison
     from pytest_neuronprobe.analyses.patching import PatchingResult, PerInput
     from pytest_neuronprobe.analyses.projection import NullBaseline, ProjectionResult, SelfCheck, WeightSimilarities
-    from pytest_neuronprobe.analyses.stats import Correlation, LinearFit, NullComparison, Undefined
+    from pytest_neuronprobe.analyses.stats import Correlation, Undefined
 
     return {c.__name__: c for c in (ProjectionResult, PatchingResult, PerInput, NullBaseline, SelfCheck,
                                      WeightSimilarities, Correlation, LinearFit, NullComparison, Undefined)}
@@ -90,12 +103,12 @@ class CacheFormatError(ValueError):
     """A value the cache cannot store, or an entry it cannot read."""
 
 
-def encode(obj: Any) -> tuple[Any, dict[str, np.ndarray]]:
+def encode(obj: object) -> tuple[Tree, Arrays]:
     """(JSON-able tree, arrays) for `obj`; raises CacheFormatError for anything not storable exactly."""
-    arrays: dict[str, np.ndarray] = {}
+    arrays: Arrays = {}
     classes = _classes()
 
-    def enc(x: Any) -> Any:
+    def enc(x: object) -> Tree:
         if x is None or isinstance(x, (bool, str)):
             return x
         if isinstance(x, np.ndarray):
@@ -110,7 +123,7 @@ def encode(obj: Any) -> tuple[Any, dict[str, np.ndarray]]:
             return x if type(x) is int else {"t": "int", "v": int(x)}
         if isinstance(x, float):
             v = float(x)
-            return v if v == v and v not in (float("inf"), float("-inf")) else {"t": "float", "v": repr(v)}
+            return v if math.isfinite(v) else {"t": "float", "v": repr(v)}
         if isinstance(x, tuple):
             return {"t": "tuple", "v": [enc(v) for v in x]}
         if isinstance(x, list):
@@ -127,16 +140,17 @@ def encode(obj: Any) -> tuple[Any, dict[str, np.ndarray]]:
     return enc(obj), arrays
 
 
-def decode(tree: Any, arrays: Mapping[str, np.ndarray]) -> Any:
+def decode(tree: Tree, arrays: Mapping[str, npt.NDArray[Any]]) -> object:
     """Inverse of :func:`encode`."""
     classes = _classes()
 
-    def dec(x: Any) -> Any:
+    def dec(x: Tree) -> Tree:
         if x is None or isinstance(x, (bool, str, int, float)):
             return x
         if not isinstance(x, dict) or "t" not in x:
             raise CacheFormatError("bad entry")
-        t, v = x["t"], x.get("v")
+        t: Tree = x["t"]
+        v: Tree = x.get("v")
         if t == "array":
             return arrays[v]
         if t == "np":
@@ -159,15 +173,15 @@ def decode(tree: Any, arrays: Mapping[str, np.ndarray]) -> Any:
     return dec(tree)
 
 
-def dumps(obj: Any, key: str) -> bytes:
+def dumps(obj: object, key: str) -> bytes:
     tree, arrays = encode(obj)
     meta = json.dumps({"format": FORMAT, "key": key, "value": tree}, separators=(",", ":"), allow_nan=False)
     buf = io.BytesIO()
-    np.savez(buf, __meta__=np.frombuffer(meta.encode("utf-8"), dtype=np.uint8), **arrays)
+    np.savez(buf, __meta__=np.frombuffer(meta.encode("utf-8"), dtype=np.uint8), **arrays)  # type: ignore[arg-type]  # numpy's stub reads ** as allow_pickle
     return buf.getvalue()
 
 
-def loads(data: str | os.PathLike[str] | io.BytesIO, key: str) -> Any:
+def loads(data: str | os.PathLike[str] | io.BytesIO, key: str) -> object:
     with np.load(data, allow_pickle=False) as npz:
         meta = json.loads(bytes(npz["__meta__"]).decode("utf-8"))
         if meta.get("format") != FORMAT or meta.get("key") != key:
@@ -186,36 +200,25 @@ class ResultCache:
 
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         self.directory = Path(directory)
-        self.hits = 0
-        self.misses = 0
-        self.errors: list[str] = []
 
     def path(self, key: str) -> Path:
         return self.directory / key[:2] / f"{key}{SUFFIX}"
 
-    def get(self, key: str) -> Any | None:
+    def get(self, key: str) -> object | None:
         """The stored value, or None (missing or unreadable: the caller recomputes and overwrites)."""
         path = self.path(key)
         if not path.is_file():
-            self.misses += 1
             return None
         try:
-            value = loads(path, key)
+            return loads(path, key)
         except Exception:  # noqa: BLE001 - a corrupt/truncated/foreign entry is a miss
-            self.misses += 1
             return None
-        self.hits += 1
-        return value
 
-    def put(self, key: str, value: Any) -> bool:
+    def put(self, key: str, value: object) -> bool:
         """Store atomically; False (nothing written) when the value cannot be stored or the write fails."""
-        from pytest_neuronprobe.core.atomic import write_bytes_atomic
-
         try:
-            data = dumps(value, key)
-            write_bytes_atomic(self.path(key), data)
-        except Exception as exc:  # noqa: BLE001 - a cache must never fail the analysis
-            self.errors.append(f"{type(exc).__name__}: {exc}")
+            write_bytes_atomic(self.path(key), dumps(value, key))
+        except Exception:  # noqa: BLE001 - a cache must never fail the analysis
             return False
         return True
 
@@ -241,8 +244,6 @@ def clear_cache(directory: str | os.PathLike[str]) -> int:
             elif not name.endswith(".tmp"):
                 continue
             entry.unlink(missing_ok=True)
-        try:
+        with contextlib.suppress(OSError):  # not empty: something else lives there
             child.rmdir()
-        except OSError:
-            pass
     return n

@@ -2,32 +2,51 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import ClassVar
 
-from pytest_neuronprobe.analyses.patching import PatchingResult, analyze_patching, patching_options, patching_result, patching_texts, sweep_patches
+from pytest_neuronprobe.analyses.options import PatchingOptions, Progress, ProjectionOptions
+from pytest_neuronprobe.analyses.patching import (
+    PatchingResult,
+    analyze_patching,
+    patching_result,
+    patching_texts,
+    sweep_patches,
+)
+from pytest_neuronprobe.analyses.projection import (
+    ProjectionResult,
+    analyze_projection,
+    projection_pass,
+    projection_result,
+)
 from pytest_neuronprobe.core.probe import Probe
-from pytest_neuronprobe.analyses.projection import ProjectionResult, analyze_projection, projection_options, projection_pass
 
 
-def shares_texts(projection: dict[str, Any], patching: dict[str, Any]) -> bool:
+@dataclass(frozen=True)
+class JointOptions:
+    """Both analyses' options, analysed in one pass: one memo and cache entry for the pair."""
+
+    kind: ClassVar[str] = "projection+patching"
+
+    projection: ProjectionOptions
+    patching: PatchingOptions
+
+
+def shares_texts(projection: ProjectionOptions, patching: PatchingOptions) -> bool:
     """Whether the two analyses read the same texts (patching's default texts, same sampling)."""
-    return patching["texts"] is None and all(projection[k] == patching[k] for k in ("max_samples", "split", "seed"))
+    return patching.texts is None and all(getattr(projection, k) == getattr(patching, k)
+                                          for k in ("max_samples", "split", "seed"))
 
 
-def analyze(probe: Probe, *, projection: dict[str, Any] | None = None, patching: dict[str, Any] | None = None,
-            progress: Callable[[int], None] | None = None) -> tuple[ProjectionResult | None, PatchingResult | None]:
-    """Run the analyses whose options are given (`{}` = defaults); one clean pass serves both when it can."""
-    if projection is None or patching is None:
-        proj = None if projection is None else analyze_projection(probe, progress=progress, **projection)
-        patch = None if patching is None else analyze_patching(probe, progress=progress, **patching)
+def analyze(probe: Probe, projection: ProjectionOptions | None, patching: PatchingOptions | None, *,
+            progress: Progress | None = None) -> tuple[ProjectionResult | None, PatchingResult | None]:
+    """Run the analyses whose options are given (None: not that one); one clean pass serves both when it can."""
+    if projection is None or patching is None or not shares_texts(projection, patching):
+        proj = None if projection is None else analyze_projection(probe, projection, progress)
+        patch = None if patching is None else analyze_patching(probe, patching, progress)
         return proj, patch
-    p_opts, q_opts = projection_options(**projection), patching_options(**patching)
-    if not shares_texts(p_opts, q_opts):
-        return (analyze_projection(probe, progress=progress, **projection),
-                analyze_patching(probe, progress=progress, **patching))
-    texts, used_split = patching_texts(probe, q_opts)
-    reads = projection_pass(probe, texts, p_opts["input_hook"])
-    sweep = sweep_patches(probe, texts, q_opts["mode"], q_opts["factors"], batch_size=q_opts["batch_size"],
-                          method=q_opts["method"], also_read=reads.hooks, on_clean=reads.add, progress=progress)
-    proj = analyze_projection(probe, reads=reads, **projection)
-    return proj, patching_result(probe, texts, used_split, sweep, q_opts)
+    texts, used_split = patching_texts(probe, patching)
+    reads = projection_pass(probe, texts, projection.input_hook)
+    sweep = sweep_patches(probe, texts, patching.mode, patching.values, batch_size=patching.batch_size,
+                          method=patching.method, also_read=reads.hooks, on_clean=reads.add, progress=progress)
+    return projection_result(probe, projection, reads), patching_result(probe, texts, used_split, sweep, patching)

@@ -2,22 +2,58 @@
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, TypedDict
 
 import numpy as np
 import torch
 
-from pytest_neuronprobe.core.errors import NeuronProbeError
-from pytest_neuronprobe.core.models import Batch, LoadedModel, batches, blocks_from, forward_read, hook_layer, run_batch
+from pytest_neuronprobe.analyses.fits import LinearFit, bootstrap_slope_ci, fit_line
+from pytest_neuronprobe.analyses.options import PatchingOptions, Progress
+from pytest_neuronprobe.analyses.rows import analysed_rows
+from pytest_neuronprobe.analyses.stats import (
+    FloatArray,
+    Number,
+    Undefined,
+    as_number,
+    correlate,
+    finite_or_none,
+)
+from pytest_neuronprobe.core.formatting import format_3f
+from pytest_neuronprobe.core.models import (
+    Batch,
+    LoadedModel,
+    Patch,
+    PatchFn,
+    batches,
+    blocks_from,
+    forward_read,
+    hook_layer,
+    run_batch,
+)
 from pytest_neuronprobe.core.probe import Probe
-from pytest_neuronprobe.analyses.projection import analysed_rows
-from pytest_neuronprobe.analyses.stats import LinearFit, Undefined, bootstrap_slope_ci, correlate, finite_or_none, fit_line
 
-MODES = ("scale", "set", "add")
-DEFAULT_FACTORS = {"scale": (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0)}
-METHODS = ("cached", "full")
+if TYPE_CHECKING:  # pragma: no cover
+    from transformers import DynamicCache
+
+DEFAULTS = PatchingOptions()
+
+
+class PatchingArrays(TypedDict):
+    """The per-(text, factor) values behind a patching result (for plots and the report)."""
+
+    texts: list[str]
+    factors: FloatArray
+    activation: FloatArray
+    prediction: FloatArray
+    patched_activation: FloatArray
+    patched_prediction: FloatArray
+    activation_change: FloatArray
+    prediction_change: FloatArray
+    direct_per_text: FloatArray
 
 
 @dataclass(frozen=True)
@@ -29,7 +65,7 @@ class PerInput:
     r_squared: float | Undefined
     direct_slope: float | Undefined
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, object]:
         return {"text": self.text, "slope": finite_or_none(self.slope), "r_squared": finite_or_none(self.r_squared),
                 "direct_slope": finite_or_none(self.direct_slope)}
 
@@ -48,8 +84,8 @@ class PatchingResult:
     avg_activation_changes: tuple[float, ...]
     avg_prediction_changes: tuple[float, ...]
     per_input: tuple[PerInput, ...] = field(repr=False)
-    options: dict[str, Any] = field(repr=False)
-    arrays: dict[str, Any] = field(repr=False, compare=False)
+    options: dict[str, object] = field(repr=False)
+    arrays: PatchingArrays = field(repr=False, compare=False)
 
     @property
     def slope(self) -> float | Undefined:
@@ -64,7 +100,7 @@ class PatchingResult:
         return self.fit.r_squared
 
     @property
-    def slope_ci(self) -> tuple:
+    def slope_ci(self) -> tuple[Number, Number]:
         return self.fit.ci
 
     @property
@@ -78,7 +114,7 @@ class PatchingResult:
             return self.direct_slope / self.slope
         return Undefined("slope is zero or undefined")
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, object]:
         """The `patching` part of summary.json (SPEC §5), plus extras."""
         return {
             "mode": self.mode,
@@ -100,71 +136,40 @@ class PatchingResult:
 
     def __repr__(self) -> str:
         return (f"PatchingResult({self.run_name!r}, {self.mode} x{len(self.factors)}, n={self.n_texts}, "
-                f"slope={_f(self.slope)} ci=[{_f(self.fit.ci_low)}, {_f(self.fit.ci_high)}], "
-                f"R²={_f(self.r_squared)}, direct={_f(self.direct_slope)})")
+                f"slope={format_3f(self.slope)} ci=[{format_3f(self.fit.ci_low)}, {format_3f(self.fit.ci_high)}], "
+                f"R²={format_3f(self.r_squared)}, direct={format_3f(self.direct_slope)})")
 
 
-def _f(x: Any) -> str:
-    return f"{x:.3f}" if isinstance(x, float) else "undefined"
-
-
-def patching_options(*, mode: str = "scale", factors: Sequence[float] | None = None,
-                     texts: Sequence[str] | None = None, max_samples: int | None = None, split: str | None = None,
-                     n_resamples: int = 1000, seed: int = 0, batch_size: int = 32, method: str = "cached",
-                     ) -> dict[str, Any]:
-    """Validated patching options with defaults filled in."""
-    if mode not in MODES:
-        raise NeuronProbeError(f"mode must be one of {', '.join(MODES)}, got {mode!r}", key="mode")
-    if method not in METHODS:
-        raise NeuronProbeError(f"method must be one of {', '.join(METHODS)}, got {method!r}", key="method")
-    if factors is None:
-        if mode not in DEFAULT_FACTORS:
-            raise NeuronProbeError(f"mode {mode!r} needs explicit values (factors=[...])", key="factors")
-        factors = DEFAULT_FACTORS[mode]
-    factors = tuple(float(f) for f in factors)
-    if not factors or not all(np.isfinite(factors)):
-        raise NeuronProbeError(f"factors must be a non-empty list of finite numbers, got {list(factors)}",
-                               key="factors")
-    return {"mode": mode, "factors": factors, "texts": None if texts is None else [str(t) for t in texts],
-            "max_samples": max_samples, "split": split, "n_resamples": n_resamples, "seed": seed,
-            "batch_size": batch_size, "method": method}
-
-
-def analyze_patching(probe: Probe, *, progress: Callable[[int], None] | None = None, **options: Any,
+def analyze_patching(probe: Probe, options: PatchingOptions = DEFAULTS, progress: Progress | None = None,
                      ) -> PatchingResult:
-    """Patch the neuron at `token_pos` for each factor and fit prediction change on activation change.
-
-    Options: mode (scale|set|add), factors, texts (default: the analysed dataset texts), max_samples, split,
-    n_resamples, seed, batch_size, method (cached|full).
-    """
-    opts = patching_options(**options)
-    texts, used_split = patching_texts(probe, opts)
-    sweep = sweep_patches(probe, texts, opts["mode"], opts["factors"], batch_size=opts["batch_size"],
-                          method=opts["method"], progress=progress)
-    return patching_result(probe, texts, used_split, sweep, opts)
+    """Patch the neuron at `token_pos` for each factor and fit prediction change on activation change."""
+    texts, used_split = patching_texts(probe, options)
+    sweep = sweep_patches(probe, texts, options.mode, options.values, batch_size=options.batch_size,
+                          method=options.method, progress=progress)
+    return patching_result(probe, texts, used_split, sweep, options)
 
 
-def patching_texts(probe: Probe, opts: dict[str, Any]) -> tuple[list[str], str]:
-    if opts["texts"] is not None:
-        if not opts["texts"]:
-            raise NeuronProbeError("no texts to patch", key="texts")
-        return opts["texts"], "given texts"
-    data, used_split = analysed_rows(probe, max_samples=opts["max_samples"], seed=opts["seed"], split=opts["split"])
+def patching_texts(probe: Probe, options: PatchingOptions) -> tuple[list[str], str]:
+    """(the texts to patch, where they come from: "given texts" or the split of the analysed rows)."""
+    if options.texts is not None:
+        return list(options.texts), "given texts"
+    data, used_split = analysed_rows(probe.run, max_samples=options.max_samples, seed=options.seed,
+                                     split=options.split)
     return data["text"].tolist(), used_split
 
 
-def patching_result(probe: Probe, texts: Sequence[str], used_split: str, sweep: dict[str, Any],
-                    opts: dict[str, Any]) -> PatchingResult:
+def patching_result(probe: Probe, texts: Sequence[str], used_split: str, sweep: Mapping[str, FloatArray],
+                    options: PatchingOptions) -> PatchingResult:
     """Fits and summaries from a sweep's per-(text, factor) values."""
     act0, pred0, act, pred, slopes = (sweep[k] for k in ("activation", "prediction", "patched_activation",
                                                          "patched_prediction", "direct_per_text"))
     d_act, d_pred = act - act0[:, None], pred - pred0[:, None]
     T, F = d_act.shape
     fit = fit_line(d_act.ravel(), d_pred.ravel())
-    if fit.defined and opts["n_resamples"] > 0 and T > 1:
+    if fit.defined and options.n_resamples > 0 and T > 1:
         lo, hi = bootstrap_slope_ci(d_act.ravel(), d_pred.ravel(), np.repeat(np.arange(T), F),
-                                    n_resamples=opts["n_resamples"], seed=opts["seed"])
-        fit = replace(fit, ci_low=lo, ci_high=hi)
+                                    n_resamples=options.n_resamples, seed=options.seed)
+        fit = replace(fit, ci_low=as_number(lo, "not computed"), ci_high=as_number(hi, "not computed"))
     direct = fit_line(d_act.ravel(), (slopes[:, None] * d_act).ravel())
     per_input = []
     for i in range(T):
@@ -172,19 +177,20 @@ def patching_result(probe: Probe, texts: Sequence[str], used_split: str, sweep: 
         per_input.append(PerInput(text=texts[i], slope=own.slope, r_squared=own.r_squared,
                                   direct_slope=float(slopes[i]) if np.isfinite(slopes[i]) else Undefined("non-finite")))
     base = correlate(act0, pred0, n_resamples=0, x_name="baseline activation", y_name="baseline prediction")
-    options = {**{k: v for k, v in opts.items() if k != "texts"}, "factors": list(opts["factors"]),
-               "split": used_split, "n_texts": T}
-    arrays = {"texts": list(texts), "factors": np.array(opts["factors"]), "activation": act0, "prediction": pred0,
-              "patched_activation": act, "patched_prediction": pred, "activation_change": d_act,
-              "prediction_change": d_pred, "direct_per_text": slopes}
-    return PatchingResult(run_name=probe.run.name, mode=opts["mode"], factors=tuple(opts["factors"]), n_texts=T,
+    factors = options.values
+    summary_options = {**{k: v for k, v in dataclasses.asdict(options).items() if k != "texts"},
+                       "factors": list(factors), "split": used_split, "n_texts": T}
+    arrays = PatchingArrays(texts=list(texts), factors=np.array(factors), activation=act0, prediction=pred0,
+                            patched_activation=act, patched_prediction=pred, activation_change=d_act,
+                            prediction_change=d_pred, direct_per_text=slopes)
+    return PatchingResult(run_name=probe.run.name, mode=options.mode, factors=factors, n_texts=T,
                           fit=fit, baseline_correlation=base.r, direct=direct,
                           avg_activation_changes=tuple(float(v) for v in d_act.mean(0)),
                           avg_prediction_changes=tuple(float(v) for v in d_pred.mean(0)),
-                          per_input=tuple(per_input), options=options, arrays=arrays)
+                          per_input=tuple(per_input), options=summary_options, arrays=arrays)
 
 
-def _patch_fn(mode: str, neuron: int, values: torch.Tensor, before: list[torch.Tensor] | None = None) -> Callable:
+def _patch_fn(mode: str, neuron: int, values: torch.Tensor, before: list[torch.Tensor] | None = None) -> PatchFn:
     """fn(hook value, rows, positions) writing the patched neuron; `values` holds one factor per row.
 
     `before`, if given, receives the neuron's value before the patch (float32, one per row).
@@ -203,10 +209,11 @@ def _patch_fn(mode: str, neuron: int, values: torch.Tensor, before: list[torch.T
     return patch
 
 
+# long: one batch loop; the clean pass, the patched pass and its fallback share the batch's tensors
 def sweep_patches(probe: Probe, texts: Sequence[str], mode: str, factors: Sequence[float], *, batch_size: int = 32,
                   method: str = "cached", also_read: Sequence[str] = (),
                   on_clean: Callable[[np.ndarray, dict[str, torch.Tensor]], None] | None = None,
-                  progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+                  progress: Progress | None = None) -> dict[str, FloatArray]:
     """Baseline and patched activation/prediction per (text, factor), plus the direct-path slope per text.
 
     `cached`: the clean pass fills a KV cache; one single-token pass then re-runs only each text's read
@@ -222,7 +229,7 @@ def sweep_patches(probe: Probe, texts: Sequence[str], mode: str, factors: Sequen
     pos = probe.positions(toks)
     model = probe.model
     T, F = len(toks), len(factors)
-    out: dict[str, Any] = {"activation": np.empty(T), "prediction": np.empty(T),
+    out: dict[str, FloatArray] = {"activation": np.empty(T), "prediction": np.empty(T),
                            "patched_activation": np.empty((T, F)), "patched_prediction": np.empty((T, F)),
                            "direct_per_text": np.empty(T)}
     factor_t = torch.tensor(factors, dtype=torch.float32, device=model.device)
@@ -231,6 +238,7 @@ def sweep_patches(probe: Probe, texts: Sequence[str], mode: str, factors: Sequen
     start_block = hook_layer(neuron_hook)
     resume = f"blocks.{start_block}.hook_resid_pre" if start_block is not None else None
     clean_read = list(dict.fromkeys([*read, *also_read, *([resume] if resume and method == "cached" else [])]))
+    done = 0
     for batch in batches(toks, pos, batch_size=batch_size, pad_id=model.pad_id, device=model.device):
         rows, B = batch.rows, len(batch.rows)
         # Rows repeated factor-major (row b under factor f at f*B + b), each with its own factor.
@@ -263,8 +271,9 @@ def sweep_patches(probe: Probe, texts: Sequence[str], mode: str, factors: Sequen
         if on_clean is not None:
             on_clean(rows, {name: clean[name] for name in also_read})
         out["direct_per_text"][rows] = _cpu(_direct_slopes(probe, x0, a0))
+        done += B
         if progress:
-            progress(B)
+            progress(done, T)
     return out
 
 
@@ -330,7 +339,10 @@ def _reads_before(feature: str, neuron_hook: str) -> bool:
         return f_layer < n_layer
     order = ["hook_resid_pre", "hook_attn_out", "hook_resid_mid", "mlp.hook_pre", "mlp.hook_post", "hook_mlp_out",
              "hook_resid_post"]
-    rank = lambda h: next((i for i, s in enumerate(order) if h.endswith(s)), len(order))  # noqa: E731
+
+    def rank(hook: str) -> int:
+        return next((i for i, s in enumerate(order) if hook.endswith(s)), len(order))
+
     return rank(feature) < rank(neuron_hook)
 
 
@@ -348,8 +360,8 @@ def _act_derivative(act_fn: str | None, pre: torch.Tensor) -> torch.Tensor:
     return grad
 
 
-def _single_token_pass(model: LoadedModel, batch: Batch, cache, F: int, read: Sequence[str], patch,
-                       start_block: int | None, resume: torch.Tensor | None):
+def _single_token_pass(model: LoadedModel, batch: Batch, cache: DynamicCache, F: int, read: Sequence[str],
+                       patch: Patch, start_block: int | None, resume: torch.Tensor | None) -> dict[str, torch.Tensor]:
     """Re-run only each text's read position, for all factors at once, attending to the cached keys before it.
 
     A patch at position p cannot change anything before p (causal attention), so the cached keys/values of
@@ -362,24 +374,27 @@ def _single_token_pass(model: LoadedModel, batch: Batch, cache, F: int, read: Se
     before = (torch.arange(width, device=dev)[None, :] < batch.pos[:, None]).long()
     mask = torch.cat([before, torch.ones((B, 1), dtype=torch.long, device=dev)], dim=1).repeat(F, 1)
     zero = torch.zeros(B * F, dtype=torch.long, device=dev)
-    kwargs = dict(use_cache=True, position_ids=batch.pos.repeat(F)[:, None])
+    position_ids = batch.pos.repeat(F)[:, None]
     if start_block and resume is not None:
         with blocks_from(model, start_block) as sliced:
             if sliced:
                 return forward_read(model, ids, mask, zero, read, patch,
                                     inject=(f"blocks.{start_block}.hook_resid_pre", resume.repeat(F, 1)),
-                                    past_key_values=_repeat_cache(cache, F, start_block), **kwargs)
-    return forward_read(model, ids, mask, zero, read, patch, past_key_values=_repeat_cache(cache, F, 0), **kwargs)
+                                    past_key_values=_repeat_cache(cache, F, start_block), use_cache=True,
+                                    position_ids=position_ids)
+    return forward_read(model, ids, mask, zero, read, patch, past_key_values=_repeat_cache(cache, F, 0),
+                        use_cache=True, position_ids=position_ids)
 
 
-def _repeat_cache(cache, F: int, first_layer: int):
+def _repeat_cache(cache: DynamicCache, F: int, first_layer: int) -> DynamicCache:
     """A copy of the cache with the batch of layers `first_layer`.. repeated F times, factor-major."""
     import copy
 
     big = copy.copy(cache)
     big.layers = [copy.copy(layer) for layer in cache.layers]
     for i, layer in enumerate(big.layers):
-        if i >= first_layer and getattr(layer, "keys", None) is not None and layer.keys.numel():
-            layer.keys = layer.keys.repeat(F, 1, 1, 1)
-            layer.values = layer.values.repeat(F, 1, 1, 1)
+        keys = getattr(layer, "keys", None)  # None before the first write, absent for linear-attention layers
+        if i >= first_layer and keys is not None and keys.numel():
+            layer.keys = keys.repeat(F, 1, 1, 1)  # type: ignore[union-attr]  # an attention layer: it has keys
+            layer.values = layer.values.repeat(F, 1, 1, 1)  # type: ignore[union-attr]
     return big

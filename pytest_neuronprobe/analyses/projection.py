@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import cast
 
 import numpy as np
 import torch
 
-from pytest_neuronprobe.core.errors import NeuronProbeError
+from pytest_neuronprobe.analyses.nulls import NullComparison, empirical_null
+from pytest_neuronprobe.analyses.options import NAMES, Progress, ProjectionOptions
+from pytest_neuronprobe.analyses.rows import analysed_rows
+from pytest_neuronprobe.analyses.stats import Correlation, FloatArray, IntArray, Undefined, correlate, finite_or_none
 from pytest_neuronprobe.core.models import collect, stream
 from pytest_neuronprobe.core.probe import Probe
-from pytest_neuronprobe.analyses.stats import Correlation, NullComparison, Undefined, correlate, empirical_null, finite_or_none
 
-NAMES = ("prediction", "head", "input", "output", "neuron_dir", "live")
 INPUT_HOOKS = ("resid_mid", "resid_pre")
 LIVE_TOLERANCE = 1e-3
+DEFAULTS = ProjectionOptions()
 
 
 @dataclass(frozen=True)
@@ -41,9 +45,9 @@ class NullBaseline:
 
     random: NullComparison
     neurons: NullComparison | None
-    random_values: np.ndarray = field(default_factory=lambda: np.empty(0), repr=False, compare=False)
+    random_values: FloatArray = field(default_factory=lambda: np.empty(0), repr=False, compare=False)
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, object]:
         return {"random": self.random.as_dict(), "neurons": None if self.neurons is None else self.neurons.as_dict()}
 
 
@@ -56,7 +60,7 @@ class SelfCheck:
     ok: bool
     message: str
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, object]:
         return {"live_max_abs_diff": finite_or_none(self.live_max_abs_diff),
                 "batched_max_abs_diff": finite_or_none(self.batched_max_abs_diff), "ok": self.ok,
                 "message": self.message}
@@ -78,9 +82,9 @@ class ProjectionResult:
     weights: WeightSimilarities
     null: NullBaseline | None
     self_check: SelfCheck
-    options: dict[str, Any] = field(repr=False)
-    arrays: dict[str, np.ndarray] = field(repr=False, compare=False)
-    direction: np.ndarray = field(repr=False, compare=False)
+    options: dict[str, object] = field(repr=False)
+    arrays: dict[str, FloatArray] = field(repr=False, compare=False)
+    direction: FloatArray = field(repr=False, compare=False)
 
     @property
     def correlations(self) -> dict[str, Correlation]:
@@ -89,9 +93,10 @@ class ProjectionResult:
     def __getitem__(self, name: str) -> Correlation:
         if name not in NAMES:
             raise KeyError(f"{name!r}: projections are {', '.join(NAMES)}")
-        return getattr(self, name)
+        correlation: Correlation = getattr(self, name)
+        return correlation
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, object]:
         """The `projections` and `weight_similarities` parts of summary.json (SPEC §5), plus extras."""
         return {
             "dataset_size": self.n,
@@ -109,40 +114,12 @@ class ProjectionResult:
                 f"prediction={_short(self.prediction)}{warn})")
 
 
-def _fmt(x: Any) -> str:
+def _fmt(x: object) -> str:
     return f"{x:.3f}" if isinstance(x, float) else repr(x)
 
 
 def _short(c: Correlation) -> str:
     return f"r={c.r:.3f}" if c.defined else "undefined"
-
-
-def analysed_rows(probe: Probe, *, max_samples: int | None, seed: int, split: str | None = None):
-    """The analysed dataset rows: the split rule (or `split`), then a seeded subsample of `max_samples`."""
-    run = probe.run
-    if split is None or split == "auto":
-        data, used = run.analysed(), run.split
-    elif split == "all":
-        data, used = run.data, "all"
-    else:
-        if "split" not in run.data.columns or not (run.data["split"] == split).any():
-            raise NeuronProbeError(f"no rows with split == {split!r}", path=run.dataset_path, key="split")
-        data, used = run.data[run.data["split"] == split], split
-    if max_samples is not None and len(data) > max_samples:
-        keep = np.sort(np.random.default_rng(seed).choice(len(data), size=max_samples, replace=False))
-        data = data.iloc[keep]
-    return data, used
-
-
-def projection_options(*, input_hook: str = "resid_mid", max_samples: int | None = None, split: str | None = None,
-                       n_resamples: int = 1000, seed: int = 0, null_directions: int = 200, batch_size: int = 32,
-                       ) -> dict[str, Any]:
-    """Validated projection options with defaults filled in."""
-    if input_hook not in INPUT_HOOKS:
-        raise NeuronProbeError(f"input_hook must be one of {', '.join(INPUT_HOOKS)}, got {input_hook!r}",
-                               key="input_hook")
-    return {"input_hook": input_hook, "max_samples": max_samples, "split": split, "n_resamples": n_resamples,
-            "seed": seed, "null_directions": null_directions, "batch_size": batch_size}
 
 
 def projection_hooks(probe: Probe, input_hook: str) -> list[str]:
@@ -178,11 +155,11 @@ class ProjectionPass:
             self.w_in = probe.model.W_in(probe.layer)[:, probe.neuron].float()
             self.w_out = probe.model.W_out(probe.layer)[probe.neuron].float()
 
-    def add(self, rows: np.ndarray, values: Mapping[str, torch.Tensor]) -> None:
+    def add(self, rows: IntArray, values: Mapping[str, torch.Tensor]) -> None:
         """Reduce one batch: `values[hook]` is `[len(rows), d]`, `rows` index the analysed texts."""
         probe, head = self.probe, self.probe.head
         x = values[probe.feature_hook].float()
-        if self.features is None:
+        if self.features is None or self.gradient_sum is None:  # the first batch
             self.features = torch.empty((self.n_texts, x.shape[1]), dtype=torch.float32, device=x.device)
             self.gradient_sum = torch.zeros(x.shape[1], dtype=torch.float32, device=x.device)
         index = torch.as_tensor(rows, device=x.device)
@@ -209,60 +186,67 @@ def projection_pass(probe: Probe, texts: Sequence[str], input_hook: str) -> Proj
     return ProjectionPass(probe, len(texts), input_hook, check_rows=sorted(set(picks)))
 
 
-def analyze_projection(probe: Probe, *, progress: Callable[[int], None] | None = None,
-                       reads: ProjectionPass | None = None, **options: Any) -> ProjectionResult:
-    """Run the projection analysis of SPEC §3 on the probe's analysed texts.
+def analyze_projection(probe: Probe, options: ProjectionOptions = DEFAULTS, progress: Progress | None = None,
+                       ) -> ProjectionResult:
+    """Run the projection analysis of SPEC §3 on the probe's analysed texts."""
+    data, _ = analysed_rows(probe.run, max_samples=options.max_samples, seed=options.seed, split=options.split)
+    texts = data["text"].tolist()
+    reads = projection_pass(probe, texts, options.input_hook)
+    toks = probe.tokens(texts)
+    for rows, values in stream(probe.model, toks, probe.positions(toks), reads.hooks, batch_size=options.batch_size,
+                               progress=progress):
+        reads.add(rows, values)
+    return projection_result(probe, options, reads)
 
-    Options: input_hook (resid_mid|resid_pre), max_samples, split, n_resamples, seed, null_directions,
-    batch_size. `reads` (a `projection_pass` of the analysed texts, already filled) skips the forward pass.
-    """
-    opts = projection_options(**options)
-    data, used_split = analysed_rows(probe, max_samples=opts["max_samples"], seed=opts["seed"], split=opts["split"])
+
+def projection_result(probe: Probe, options: ProjectionOptions, reads: ProjectionPass) -> ProjectionResult:
+    """The projection analysis from a filled `projection_pass` of the analysed texts."""
+    data, used_split = analysed_rows(probe.run, max_samples=options.max_samples, seed=options.seed,
+                                     split=options.split)
     texts = data["text"].tolist()
     truth = data["activation"].to_numpy(dtype=np.float64)
-    if reads is None:
-        reads = projection_pass(probe, texts, opts["input_hook"])
-        toks = probe.tokens(texts)
-        for rows, values in stream(probe.model, toks, probe.positions(toks), reads.hooks,
-                                   batch_size=opts["batch_size"], progress=progress):
-            reads.add(rows, values)
-    if reads.seen != len(texts) or reads.features is None:
+    if reads.seen != len(texts) or reads.features is None or reads.gradient_sum is None:
         raise RuntimeError(f"projection pass read {reads.seen} of {len(texts)} texts")  # a bug, not bad input
-    seed = opts["seed"]
+    seed = options.seed
     x = reads.features
     direction = reads.gradient_sum / len(texts)
-    arrays: dict[str, np.ndarray] = {"ground_truth": truth, **reads.scalars, "head": _np(x @ direction)}
-    absent = "the neuron is not an MLP neuron (layer_type is not pre/post)"
-    if probe.is_mlp_neuron:
-        w_in, w_out = reads.w_in, reads.w_out
-        if direction.shape[0] == w_in.shape[0]:
-            weights = WeightSimilarities(_cos(direction, w_in), _cos(direction, w_out), _cos(w_in, w_out))
-        else:
-            other = Undefined(f"the head reads {probe.feature_hook}, not the residual stream")
-            weights = WeightSimilarities(other, other, _cos(w_in, w_out))
-    else:
-        why = Undefined(absent)
-        weights = WeightSimilarities(why, why, why)
+    arrays: dict[str, FloatArray] = {"ground_truth": truth, **reads.scalars, "head": _np(x @ direction)}
     corr = {}
     for i, name in enumerate(NAMES):
         if name in arrays:
-            corr[name] = correlate(arrays[name], truth, label=name, n_resamples=opts["n_resamples"], seed=seed + i,
+            corr[name] = correlate(arrays[name], truth, label=name, n_resamples=options.n_resamples, seed=seed + i,
                                    x_name=name, y_name="ground_truth")
         else:
-            corr[name] = Correlation(r=None, r_squared=None, p_value=None, spearman=None, n=len(truth), ci_low=None,
-                                     ci_high=None, reason=f"absent: {absent}", label=name)
-    null = _null_baseline(probe, x, truth, corr["head"], opts["null_directions"], seed)
+            why = Undefined(f"absent: {NOT_MLP}")
+            corr[name] = Correlation(r=why, r_squared=why, p_value=why, spearman=why, n=len(truth), ci_low=why,
+                                     ci_high=why, reason=why.reason, label=name)
+    null = _null_baseline(probe, x, truth, corr["head"], options.null_directions, seed)
     if null is not None:
         arrays["null_random"] = null.random_values
     check = _self_check(probe, texts, arrays, reads.checked)
     if not check.ok:
         warnings.warn(f"{probe.run.name}: {check.message}", stacklevel=2)
-    options = {**opts, "split": used_split}
-    return ProjectionResult(run_name=probe.run.name, split=used_split, n=len(truth), weights=weights, null=null,
-                            self_check=check, options=options, arrays=arrays, direction=_np(direction), **corr)
+    return ProjectionResult(run_name=probe.run.name, split=used_split, n=len(truth),
+                            weights=_weights(probe, reads, direction), null=null, self_check=check,
+                            options={**dataclasses.asdict(options), "split": used_split}, arrays=arrays,
+                            direction=_np(direction), **corr)
 
 
-def _np(t: torch.Tensor) -> np.ndarray:
+NOT_MLP = "the neuron is not an MLP neuron (layer_type is not pre/post)"
+
+
+def _weights(probe: Probe, reads: ProjectionPass, direction: torch.Tensor) -> WeightSimilarities:
+    if not probe.is_mlp_neuron:
+        why = Undefined(NOT_MLP)
+        return WeightSimilarities(why, why, why)
+    w_in, w_out = reads.w_in, reads.w_out
+    if direction.shape[0] == w_in.shape[0]:
+        return WeightSimilarities(_cos(direction, w_in), _cos(direction, w_out), _cos(w_in, w_out))
+    other = Undefined(f"the head reads {probe.feature_hook}, not the residual stream")
+    return WeightSimilarities(other, other, _cos(w_in, w_out))
+
+
+def _np(t: torch.Tensor) -> FloatArray:
     return t.detach().to("cpu", torch.float64).numpy()
 
 
@@ -273,10 +257,11 @@ def _cos(a: torch.Tensor, b: torch.Tensor) -> float | Undefined:
     return float((a.double() @ b.double()) / (na * nb))
 
 
-def _moments(x: torch.Tensor, truth: np.ndarray, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray, float]:
+def _moments(x: torch.Tensor, truth: FloatArray, chunk: int = 4096) -> tuple[FloatArray, FloatArray, float]:
     """(Σ (x-x̄)(x-x̄)ᵀ, Σ (x-x̄)(t-t̄), Σ (t-t̄)²) in float64 on the CPU, a chunk of rows at a time."""
     n = len(x)
-    mean = sum(x[i:i + chunk].to("cpu", torch.float64).sum(0) for i in range(0, n, chunk)).numpy() / n
+    total = cast(torch.Tensor, sum(x[i:i + chunk].to("cpu", torch.float64).sum(0) for i in range(0, n, chunk)))
+    mean = total.numpy() / n
     t = truth - truth.mean()
     gram = np.zeros((x.shape[1], x.shape[1]))
     cross = np.zeros(x.shape[1])
@@ -287,7 +272,7 @@ def _moments(x: torch.Tensor, truth: np.ndarray, chunk: int = 4096) -> tuple[np.
     return gram, cross, float(t @ t)
 
 
-def _abs_r_columns(moments: tuple[np.ndarray, np.ndarray, float], directions: np.ndarray) -> np.ndarray:
+def _abs_r_columns(moments: tuple[FloatArray, FloatArray, float], directions: FloatArray) -> FloatArray:
     """|Pearson r| of `x · d` with the truth for each column d of `directions` [width, K], from the moments.
 
     cov(x·d, t) = dᵀ Σxt and var(x·d) = dᵀ Σxx d, so no [texts, K] projection is formed; NaN where x·d is
@@ -301,7 +286,7 @@ def _abs_r_columns(moments: tuple[np.ndarray, np.ndarray, float], directions: np
     return np.where(var > 1e-12 * scale, np.minimum(r, 1.0), np.nan)
 
 
-def _null_baseline(probe: Probe, x: torch.Tensor, truth: np.ndarray, head: Correlation, k: int, seed: int,
+def _null_baseline(probe: Probe, x: torch.Tensor, truth: FloatArray, head: Correlation, k: int, seed: int,
                    ) -> NullBaseline | None:
     if k <= 0:
         return None
@@ -320,11 +305,11 @@ def _null_baseline(probe: Probe, x: torch.Tensor, truth: np.ndarray, head: Corre
     return NullBaseline(random=random, neurons=neurons, random_values=random_values)
 
 
-def _finite(a: np.ndarray) -> np.ndarray:
+def _finite(a: FloatArray) -> FloatArray:
     return a[np.isfinite(a)]
 
 
-def _self_check(probe: Probe, texts: list[str], arrays: dict[str, np.ndarray],
+def _self_check(probe: Probe, texts: list[str], arrays: dict[str, FloatArray],
                 checked: Mapping[int, Mapping[str, torch.Tensor]]) -> SelfCheck:
     live, truth = arrays["live"], arrays["ground_truth"]
     live_diff = float(np.max(np.abs(live - truth))) if len(truth) else 0.0

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from pytest_neuronprobe.build.make_run import make_run
 from pytest_neuronprobe.build.lm import demo_lm
+from pytest_neuronprobe.build.log import log
+from pytest_neuronprobe.build.make_run import make_run
 
 __all__ = ["DEMO_RUNS", "build_demo"]
 
@@ -39,8 +39,7 @@ def build_demo(out_dir: str | os.PathLike[str] = "demo_runs",
     for template, options in DEMO_RUNS:
         paths.append(make_run(out_dir, base_model=lm_dir, layer=layer, neuron=None, name=template, seed=0,
                               progress=progress, reuse=True, **options))
-    if progress:
-        print(f"[neuronprobe] demo runs ready in {time.perf_counter() - start:.1f}s:", file=sys.stderr, flush=True)
-        for p in paths:
-            print(f"[neuronprobe]   {p}", file=sys.stderr, flush=True)
+    log(f"demo runs ready in {time.perf_counter() - start:.1f}s:", progress)
+    for p in paths:
+        log(f"  {p}", progress)
     return paths

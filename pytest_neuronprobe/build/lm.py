@@ -11,7 +11,6 @@ import contextlib
 import json
 import math
 import os
-import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -19,11 +18,13 @@ from typing import Any
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
-from pytest_neuronprobe.core.atomic import atomic_dir
 from pytest_neuronprobe.build.corpus import DIGITS, generate_corpus
+from pytest_neuronprobe.build.log import log
+from pytest_neuronprobe.core.atomic import atomic_dir
 from pytest_neuronprobe.core.digests import texts_digest
+from pytest_neuronprobe.core.models import quiet_transformers
 
 __all__ = [
     "DEMO_LM_PARAMS",
@@ -65,10 +66,6 @@ TINY_LM_PARAMS: dict[str, Any] = {
     "lr": 3e-3,
     "n_texts": 400,
 }
-
-
-def _log(msg: str) -> None:
-    print(f"[neuronprobe] {msg}", file=sys.stderr, flush=True)
 
 
 def _ensure_digit_tokens(tok: Tokenizer) -> Tokenizer:
@@ -131,7 +128,7 @@ def train_tokenizer(texts: Sequence[str], vocab_size: int = 512) -> PreTrainedTo
     )
     tok.train_from_iterator(list(texts), trainer=trainer)
     tok = _ensure_digit_tokens(tok)
-    return PreTrainedTokenizerFast(
+    return PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]  # transformers leaves it unannotated
         tokenizer_object=tok,
         bos_token=ENDOFTEXT,
         eos_token=ENDOFTEXT,
@@ -140,11 +137,17 @@ def train_tokenizer(texts: Sequence[str], vocab_size: int = 512) -> PreTrainedTo
     )
 
 
-def _encode(tokenizer: PreTrainedTokenizerFast, texts: Sequence[str], max_len: int) -> list[list[int]]:
-    """Each text as ``<eot> text <eot>``, the way the model is trained and evaluated."""
+def _eot_id(tokenizer: PreTrainedTokenizerBase) -> int:
     eot = tokenizer.convert_tokens_to_ids(ENDOFTEXT)
+    assert isinstance(eot, int)
+    return eot
+
+
+def _encode(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], max_len: int) -> list[list[int]]:
+    """Each text as ``<eot> text <eot>``, the way the model is trained and evaluated."""
+    eot = _eot_id(tokenizer)
     encoded = tokenizer(list(texts), add_special_tokens=False, verbose=False)["input_ids"]
-    return [([eot] + ids + [eot])[:max_len] for ids in encoded]
+    return [[eot, *ids, eot][:max_len] for ids in encoded]
 
 
 def _batch(seqs: Sequence[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -208,7 +211,7 @@ def _train(
         batch = [seqs[i] for i in by_length[first : first + batch_size]]
         loss = _lm_loss(model, *_batch(batch, pad_id))
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        torch.autograd.backward(loss)
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
@@ -216,8 +219,8 @@ def _train(
         if progress and ((step + 1) % every == 0 or step + 1 == steps):
             recent = sum(losses[-every:]) / len(losses[-every:])
             elapsed = time.perf_counter() - start
-            _log(f"step {step + 1}/{steps} loss {recent:.3f} ({elapsed:.1f}s)")
-    model.eval()
+            log(f"step {step + 1}/{steps} loss {recent:.3f} ({elapsed:.1f}s)")
+    model.train(False)
     return losses[0], sum(losses[-tail:]) / len(losses[-tail:])
 
 
@@ -233,21 +236,6 @@ def _torch_threads(n: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
-
-
-@contextlib.contextmanager
-def _quiet_progress() -> Iterator[None]:
-    """Hide transformers' progress bars ("Writing model shards", "Loading weights")."""
-    from transformers.utils import logging as hf_logging
-
-    was_enabled = hf_logging.is_progress_bar_enabled()
-    if was_enabled:
-        hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            hf_logging.enable_progress_bar()
 
 
 def build_lm(
@@ -281,8 +269,35 @@ def build_lm(
     if not texts:
         raise ValueError("texts must not be empty")
     tokenizer = train_tokenizer(texts, vocab_size=vocab_size)
-    eot = tokenizer.convert_tokens_to_ids(ENDOFTEXT)
-    config = GPT2Config(
+    config = _gpt2_config(tokenizer, n_positions=n_positions, n_embd=n_embd, n_layer=n_layer, n_head=n_head)
+    with _torch_threads(num_threads):
+        torch.manual_seed(seed)
+        model = GPT2LMHeadModel(config)
+        model.train(False)
+        losses: tuple[float | None, float | None] = (None, None)
+        if train_steps > 0:
+            losses = _train_lm(model, tokenizer, texts, steps=train_steps, batch_size=batch_size, lr=lr, seed=seed,
+                               progress=progress)
+    stamp = {
+        "format": _STAMP_FORMAT, "n_layer": n_layer, "n_embd": n_embd, "n_head": n_head, "n_positions": n_positions,
+        "vocab_size": vocab_size, "train_steps": train_steps, "seed": seed, "batch_size": batch_size, "lr": lr,
+        "num_threads": num_threads, "texts_sha256": texts_digest(texts), "n_texts": len(texts),
+        "torch": torch.__version__, "start_loss": losses[0], "end_loss": losses[1],
+    }
+    tokenizer.model_max_length = n_positions
+    with atomic_dir(out) as tmp, quiet_transformers():
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        (tmp / STAMP_FILE).write_text(json.dumps(stamp, indent=2, sort_keys=True) + "\n")
+    if progress:
+        log(f"saved {out} ({time.perf_counter() - start:.1f}s)")
+    return out
+
+
+def _gpt2_config(tokenizer: PreTrainedTokenizerFast, *, n_positions: int, n_embd: int, n_layer: int,
+                 n_head: int) -> GPT2Config:
+    eot = _eot_id(tokenizer)
+    return GPT2Config(
         vocab_size=len(tokenizer),
         n_positions=n_positions,
         n_embd=n_embd,
@@ -297,48 +312,20 @@ def build_lm(
         eos_token_id=eot,
         pad_token_id=eot,
     )
-    start_loss = end_loss = None
-    with _torch_threads(num_threads):
-        torch.manual_seed(seed)
-        model = GPT2LMHeadModel(config)
-        model.eval()
-        if train_steps > 0:
-            seqs = _encode(tokenizer, texts, n_positions)
-            if progress:
-                n_params = sum(p.numel() for p in model.parameters())
-                _log(f"training {n_params / 1e6:.2f}M params, {train_steps} steps on {len(texts)} texts")
-            start_loss, end_loss = _train(
-                model, seqs, pad_id=eot, steps=train_steps, batch_size=batch_size, lr=lr, seed=seed,
-                progress=progress,
-            )
-            if progress:
-                _log(f"loss {start_loss:.3f} -> {end_loss:.3f}")
-    stamp = {
-        "format": _STAMP_FORMAT,
-        "n_layer": n_layer,
-        "n_embd": n_embd,
-        "n_head": n_head,
-        "n_positions": n_positions,
-        "vocab_size": vocab_size,
-        "train_steps": train_steps,
-        "seed": seed,
-        "batch_size": batch_size,
-        "lr": lr,
-        "num_threads": num_threads,
-        "texts_sha256": texts_digest(texts),
-        "n_texts": len(texts),
-        "torch": torch.__version__,
-        "start_loss": start_loss,
-        "end_loss": end_loss,
-    }
-    tokenizer.model_max_length = n_positions
-    with atomic_dir(out) as tmp, _quiet_progress():
-        model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-        (tmp / STAMP_FILE).write_text(json.dumps(stamp, indent=2, sort_keys=True) + "\n")
+
+
+def _train_lm(model: GPT2LMHeadModel, tokenizer: PreTrainedTokenizerFast, texts: list[str], *, steps: int,
+              batch_size: int, lr: float, seed: int, progress: bool) -> tuple[float | None, float | None]:
+    """Train on ``texts`` framed as ``<eot> text <eot>``; return (first-step loss, final loss)."""
+    seqs = _encode(tokenizer, texts, model.config.n_positions)
     if progress:
-        _log(f"saved {out} ({time.perf_counter() - start:.1f}s)")
-    return out
+        n_params = sum(p.numel() for p in model.parameters())
+        log(f"training {n_params / 1e6:.2f}M params, {steps} steps on {len(texts)} texts")
+    start_loss, end_loss = _train(model, seqs, pad_id=_eot_id(tokenizer), steps=steps, batch_size=batch_size, lr=lr,
+                                  seed=seed, progress=progress)
+    if progress:
+        log(f"loss {start_loss:.3f} -> {end_loss:.3f}")
+    return start_loss, end_loss
 
 
 def _stamp_matches(path: Path, expected: dict[str, Any]) -> bool:
@@ -404,10 +391,10 @@ def corpus_loss(model_dir: str | os.PathLike[str], texts: Sequence[str], *, batc
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-    with _quiet_progress():
+    with quiet_transformers():
         model = GPT2LMHeadModel.from_pretrained(str(model_dir))
-    model.eval()
-    eot = tokenizer.convert_tokens_to_ids(ENDOFTEXT)
+    model.train(False)
+    eot = _eot_id(tokenizer)
     seqs = _encode(tokenizer, texts, model.config.n_positions)
     total, count = 0.0, 0
     with torch.no_grad(), _torch_threads(1):

@@ -6,9 +6,9 @@ import functools
 import hashlib
 import os
 import threading
+from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
-from typing import Sequence
 
 _DIGESTS: dict[tuple[str, int, int], str] = {}
 _DIGEST_LOCK = threading.Lock()
@@ -56,7 +56,7 @@ def texts_digest(texts: Sequence[str]) -> str:
     return h.hexdigest()
 
 
-@functools.lru_cache(maxsize=None)  # reading package metadata costs ms; versions do not change in a process
+@functools.cache  # reading package metadata costs ms; versions do not change in a process
 def package_version(dist: str) -> str | None:
     """The installed version of a distribution (`transformer_lens` or `transformer-lens`), None if absent."""
     try:

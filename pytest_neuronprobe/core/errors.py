@@ -17,3 +17,7 @@ class NeuronProbeError(ValueError):
         elif key:
             where = f"[{key}]: "
         super().__init__(where + message)
+
+
+class OptionError(ValueError):
+    """A bad option value (command line, ini or marker keyword): the message says what is accepted."""

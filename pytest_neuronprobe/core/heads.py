@@ -5,14 +5,18 @@ from __future__ import annotations
 import pickle
 import re
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
 from pytest_neuronprobe.core.errors import NeuronProbeError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from transformers import PreTrainedTokenizerBase
 
 
 def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -85,7 +89,7 @@ class LinearHead(Head):
     hidden_bias: torch.Tensor | None = None
     bin_centres: torch.Tensor | None = None
 
-    def to(self, device: torch.device) -> "LinearHead":
+    def to(self, device: torch.device) -> LinearHead:
         for name in ("output_weight", "output_bias", "hidden_weight", "hidden_bias", "bin_centres"):
             value = getattr(self, name)
             if value is not None:
@@ -157,6 +161,7 @@ def linear_head(state: dict[str, torch.Tensor], *, head_type: str, d_model: int,
         if hid_w.ndim != 2 or hid_w.shape[1] != d_model:
             raise NeuronProbeError(f"expected hidden.weight [hidden_dim, {feature}={d_model}], got {list(hid_w.shape)}",
                                    path=path, key="hidden.weight")
+        assert hid_b is not None  # they come together (checked above)
         if hid_b.shape != (hid_w.shape[0],):
             raise NeuronProbeError(f"expected hidden.bias [{hid_w.shape[0]}], got {list(hid_b.shape)}", path=path,
                                    key="hidden.bias")
@@ -185,7 +190,8 @@ def linear_head(state: dict[str, torch.Tensor], *, head_type: str, d_model: int,
                       hidden_bias=hid_b, bin_centres=centres)
 
 
-def digit_token_ids(tokenizer, digit_tokens: Sequence[int] | None, vocab_size: int, *, path: Path) -> torch.Tensor:
+def digit_token_ids(tokenizer: PreTrainedTokenizerBase, digit_tokens: Sequence[int] | None, vocab_size: int, *,
+                    path: Path) -> torch.Tensor:
     """`head_config.digit_tokens`, else the tokenizer's single-token ids for "0".."9"."""
     if digit_tokens is None:
         ids = []

@@ -5,14 +5,25 @@ from __future__ import annotations
 import contextlib
 import re
 import warnings
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
 import numpy as np
+import numpy.typing as npt
 import torch
 
 from pytest_neuronprobe.core.errors import NeuronProbeError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from transformer_lens.model_bridge import TransformerBridge
+    from transformers import PreTrainedTokenizerBase
+
+#: fn(hook value, rows, positions) -> the edited value.
+PatchFn: TypeAlias = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+#: (hook name, how to edit it).
+Patch: TypeAlias = tuple[str, PatchFn]
 
 SHORT_HOOKS = {
     "pre": "blocks.{L}.mlp.hook_pre",
@@ -23,7 +34,6 @@ SHORT_HOOKS = {
     "resid_mid": "blocks.{L}.hook_resid_mid",
     "resid_post": "blocks.{L}.hook_resid_post",
 }
-MLP_NEURON_TYPES = ("pre", "post")
 _BLOCK_RE = re.compile(r"^blocks\.(\d+)\.")
 
 
@@ -31,8 +41,8 @@ _BLOCK_RE = re.compile(r"^blocks\.(\d+)\.")
 class LoadedModel:
     """A booted bridge with its own tokenizer, on one device, in eval mode."""
 
-    bridge: Any
-    tokenizer: Any
+    bridge: TransformerBridge
+    tokenizer: PreTrainedTokenizerBase
     source: str
     processing: str
     device: torch.device
@@ -47,7 +57,10 @@ class LoadedModel:
 
     @property
     def d_mlp(self) -> int:
-        return int(self.bridge.cfg.d_mlp)
+        d_mlp = self.bridge.cfg.d_mlp
+        if d_mlp is None:
+            raise NeuronProbeError("the model has no MLP layers (d_mlp is not set)", key="d_mlp")
+        return int(d_mlp)
 
     @property
     def n_ctx(self) -> int:
@@ -66,18 +79,18 @@ class LoadedModel:
 
     def W_in(self, layer: int) -> torch.Tensor:
         """`[d_model, d_mlp]` input weights of layer `layer` under this processing."""
-        return self.bridge.blocks[layer].mlp.W_in.detach()
+        return cast(torch.Tensor, self.bridge.blocks[layer].mlp.W_in.detach())
 
     def b_in(self, layer: int) -> torch.Tensor:
-        return self.bridge.blocks[layer].mlp.b_in.detach()
+        return cast(torch.Tensor, self.bridge.blocks[layer].mlp.b_in.detach())
 
     def W_out(self, layer: int) -> torch.Tensor:
         """`[d_mlp, d_model]` output weights of layer `layer` under this processing."""
-        return self.bridge.blocks[layer].mlp.W_out.detach()
+        return cast(torch.Tensor, self.bridge.blocks[layer].mlp.W_out.detach())
 
     def unembed_final(self, resid: torch.Tensor) -> torch.Tensor:
         """Logits from final-layer residual vectors: `unembed(ln_final(resid))`, differentiable."""
-        return self.bridge.unembed(self.bridge.ln_final(resid))
+        return cast(torch.Tensor, self.bridge.unembed(self.bridge.ln_final(resid)))
 
 
 #: Booted models by (content, processing, device): runs that share a base model by content share one model,
@@ -121,7 +134,7 @@ def load_model(source: str, processing: str = "compat", device: str | torch.devi
         raise NeuronProbeError("not a Hugging Face model directory (no config.json)", path=source,
                                key="base_model_path")
     try:
-        with warnings.catch_warnings(), _quiet_transformers():
+        with warnings.catch_warnings(), quiet_transformers():
             warnings.simplefilter("ignore")
             bridge = TransformerBridge.boot_transformers(source, device=str(dev))
             tokenizer = AutoTokenizer.from_pretrained(source)
@@ -166,23 +179,23 @@ def _remember(source: str, key: tuple[str, str, str]) -> None:
 
 
 @contextlib.contextmanager
-def _quiet_transformers() -> Iterator[None]:
-    """Silence transformers' progress bars and info logs while booting."""
+def quiet_transformers() -> Iterator[None]:
+    """Silence transformers' progress bars and info logs (while booting, saving or loading a model)."""
     try:
         from transformers.utils import logging as hf_logging
     except ImportError:  # pragma: no cover
         yield
         return
     level = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()
+    hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]  # untyped in transformers
     bars = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     try:
         yield
     finally:
         hf_logging.set_verbosity(level)
         if bars:
-            hf_logging.enable_progress_bar()
+            hf_logging.enable_progress_bar()  # type: ignore[no-untyped-call]
 
 
 def hook_name(layer_type: str, layer: int) -> str:
@@ -282,16 +295,17 @@ class _Stop(Exception):
     """Raised inside the deepest hook we need, to skip the rest of the forward pass."""
 
 
-def stop_hook_for(hooks: Sequence[str], n_layers: int) -> str | None:
+def stop_hook_for(hooks: Sequence[str]) -> str | None:
     """The hook after which nothing we read is computed: `blocks.{max layer}.hook_resid_post`."""
     layers = [hook_layer(h) for h in hooks]
-    if any(layer is None for layer in layers):
+    known = [layer for layer in layers if layer is not None]
+    if len(known) < len(layers):
         return None
-    return f"blocks.{max(layers)}.hook_resid_post"
+    return f"blocks.{max(known)}.hook_resid_post"
 
 
 def forward_read(model: LoadedModel, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, read: Sequence[str],
-                 patch: tuple[str, Callable] | None = None, *, inject: tuple[str, torch.Tensor] | None = None,
+                 patch: Patch | None = None, *, inject: tuple[str, torch.Tensor] | None = None,
                  **kwargs: Any) -> dict[str, torch.Tensor]:
     """One forward pass; returns each `read` hook's value at each row's `pos`, `[rows, d]`.
 
@@ -302,10 +316,10 @@ def forward_read(model: LoadedModel, ids: torch.Tensor, mask: torch.Tensor, pos:
     out: dict[str, torch.Tensor] = {}
     rows = torch.arange(len(ids), device=ids.device)
     edited = [h for h in (inject[0] if inject else None, patch[0] if patch else None) if h]
-    stop = stop_hook_for([*read, *edited], model.n_layers)
+    stop = stop_hook_for([*read, *edited])
 
-    def make(name: str) -> Callable:
-        def hook(value: torch.Tensor, hook: Any) -> torch.Tensor:
+    def make(name: str) -> Callable[[torch.Tensor, object], torch.Tensor]:
+        def hook(value: torch.Tensor, hook: object) -> torch.Tensor:
             if inject is not None and name == inject[0]:
                 value = value.clone()
                 value[rows, pos] = inject[1].to(value.dtype)
@@ -319,10 +333,8 @@ def forward_read(model: LoadedModel, ids: torch.Tensor, mask: torch.Tensor, pos:
         return hook
 
     names = list(dict.fromkeys([*edited, *read, *([stop] if stop else [])]))
-    try:
+    with contextlib.suppress(_Stop):
         model.bridge.run_with_hooks(ids, attention_mask=mask, fwd_hooks=[(n, make(n)) for n in names], **kwargs)
-    except _Stop:
-        pass
     return out
 
 
@@ -346,29 +358,33 @@ def blocks_from(model: LoadedModel, layer: int) -> Iterator[bool]:
 
 
 def run_batch(model: LoadedModel, batch: Batch, read: Sequence[str],
-              patch: tuple[str, Callable] | None = None, **kwargs: Any) -> dict[str, torch.Tensor]:
+              patch: Patch | None = None, **kwargs: Any) -> dict[str, torch.Tensor]:
     """`forward_read` on a padded batch at its rows' positions."""
     return forward_read(model, batch.input_ids, batch.attention_mask, batch.pos, read, patch, **kwargs)
 
 
 def stream(model: LoadedModel, token_lists: Sequence[Sequence[int]], pos: np.ndarray, read: Sequence[str], *,
-           batch_size: int = 32, patch: tuple[str, Callable] | None = None,
-           progress: Callable[[int], None] | None = None) -> Iterator[tuple[np.ndarray, dict[str, torch.Tensor]]]:
+           batch_size: int = 32, patch: Patch | None = None,
+           progress: Callable[[int, int], None] | None = None,
+           ) -> Iterator[tuple[npt.NDArray[np.intp], dict[str, torch.Tensor]]]:
     """Batched `run_batch` over all texts: (rows into the caller's text list, hook values `[rows, d]`) per batch.
 
     Nothing is kept between batches, so a consumer that reduces each batch needs memory for one batch only.
+    `progress(texts done, texts in all)` is called after each batch has been consumed.
     """
+    done = 0
     for batch in batches(token_lists, pos, batch_size=batch_size, pad_id=model.pad_id, device=model.device):
         with torch.inference_mode():  # not held across the yield: the consumer runs in its own grad mode
             values = run_batch(model, batch, read, patch)
         yield batch.rows, values
+        done += len(batch.rows)
         if progress:
-            progress(len(batch.rows))
+            progress(done, len(token_lists))
 
 
 def collect(model: LoadedModel, token_lists: Sequence[Sequence[int]], pos: np.ndarray, read: Sequence[str], *,
-            batch_size: int = 32, patch: tuple[str, Callable] | None = None,
-            progress: Callable[[int], None] | None = None) -> dict[str, torch.Tensor]:
+            batch_size: int = 32, patch: Patch | None = None,
+            progress: Callable[[int, int], None] | None = None) -> dict[str, torch.Tensor]:
     """`stream`, gathered: each hook's values for all texts, `[texts, d]`, in the caller's text order."""
     n = len(token_lists)
     result: dict[str, torch.Tensor] = {}

@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
 
 from pytest_neuronprobe.core.errors import NeuronProbeError
 from pytest_neuronprobe.core.heads import Head, LinearHead, TokenHead, digit_token_ids, linear_head, load_state_dict
-from pytest_neuronprobe.core.models import (LoadedModel, MLP_NEURON_TYPES, collect, encode, forward_read, hook_layer, hook_name, load_model,
-                     positions)
+from pytest_neuronprobe.core.models import (
+    LoadedModel,
+    Patch,
+    collect,
+    encode,
+    forward_read,
+    hook_layer,
+    hook_name,
+    load_model,
+    positions,
+)
 from pytest_neuronprobe.core.runs import Run
 
 
@@ -57,14 +66,14 @@ class Probe:
         texts = next((key for key, value in self._tokens.items() if value is token_lists), None)
         return positions(token_lists, self.run.config.token_pos, source=self.run.config_path, texts=texts)
 
-    def read(self, texts: Sequence[str], hooks: Sequence[str], *, batch_size: int = 32, patch=None,
-             progress=None) -> dict[str, torch.Tensor]:
+    def read(self, texts: Sequence[str], hooks: Sequence[str], *, batch_size: int = 32, patch: Patch | None = None,
+             progress: Callable[[int, int], None] | None = None) -> dict[str, torch.Tensor]:
         """Hook values at each text's `token_pos`, `[len(texts), d]` per hook."""
         toks = self.tokens(texts)
         return collect(self.model, toks, self.positions(toks), list(dict.fromkeys(hooks)), batch_size=batch_size,
                        patch=patch, progress=progress)
 
-    def neuron_values(self, values: dict[str, torch.Tensor]) -> torch.Tensor:
+    def neuron_values(self, values: Mapping[str, torch.Tensor]) -> torch.Tensor:
         return values[self.neuron_hook][:, self.neuron]
 
 
@@ -138,4 +147,3 @@ def build_head(run: Run, model: LoadedModel, width: int, feature: str = "d_model
     return head.to(model.device)
 
 
-__all__ = ["Probe", "open_probe", "build_head", "MLP_NEURON_TYPES"]

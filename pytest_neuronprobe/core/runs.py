@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import warnings
@@ -81,7 +82,8 @@ class Run:
         """The rows the analyses use: the `split` rule of SPEC §1, in file order."""
         if self.split == "all":
             return self.data
-        return self.data[self.data["split"] == self.split]
+        rows: pd.DataFrame = self.data[self.data["split"] == self.split]
+        return rows
 
     def __repr__(self) -> str:
         return f"Run({self.name!r}, L{self.layer} N{self.neuron}, {self.head_type}, split={self.split})"
@@ -227,18 +229,7 @@ def parse_config(cfg: dict[str, Any], path: Path, model_dir: Path) -> RunConfig:
     if head_type not in HEAD_TYPES:
         raise NeuronProbeError(f"unknown head_type {head_type!r}; expected one of {', '.join(HEAD_TYPES)}",
                                path=path, key="head_type")
-    base_model_name = _str(cfg, "base_model_name", path)
-    base_model_path = _str(cfg, "base_model_path", path)
-    if base_model_path is None and (model_dir / "base_model").is_dir():
-        base_model_path = "base_model"
-    if base_model_path is not None:
-        local = model_dir / base_model_path
-        if not (local / "config.json").is_file():
-            raise NeuronProbeError("not a Hugging Face model directory (no config.json)", path=local,
-                                   key="base_model_path")
-    if base_model_name is None and base_model_path is None:
-        raise NeuronProbeError("missing: give base_model_name, base_model_path, or a base_model/ directory",
-                               path=path, key="base_model_name")
+    base_model_name, base_model_path = _base_model(cfg, path, model_dir)
     head_config = cfg.get("head_config")
     if head_config is None:
         head_config = {}
@@ -287,6 +278,23 @@ def parse_config(cfg: dict[str, Any], path: Path, model_dir: Path) -> RunConfig:
     )
 
 
+def _base_model(cfg: dict[str, Any], path: Path, model_dir: Path) -> tuple[str | None, str | None]:
+    """(base_model_name, base_model_path): at least one; a path (or a base_model/ directory) is a HF model dir."""
+    base_model_name = _str(cfg, "base_model_name", path)
+    base_model_path = _str(cfg, "base_model_path", path)
+    if base_model_path is None and (model_dir / "base_model").is_dir():
+        base_model_path = "base_model"
+    if base_model_path is not None:
+        local = model_dir / base_model_path
+        if not (local / "config.json").is_file():
+            raise NeuronProbeError("not a Hugging Face model directory (no config.json)", path=local,
+                                   key="base_model_path")
+    if base_model_name is None and base_model_path is None:
+        raise NeuronProbeError("missing: give base_model_name, base_model_path, or a base_model/ directory",
+                               path=path, key="base_model_name")
+    return base_model_name, base_model_path
+
+
 def _bin_edges(value: Any, path: Path, head_type: str) -> tuple[float, ...] | None:
     if value is None:
         return None
@@ -299,7 +307,7 @@ def _bin_edges(value: Any, path: Path, head_type: str) -> tuple[float, ...] | No
         edges = (np.inf,)
     if not all(np.isfinite(edges)):
         raise NeuronProbeError("bin edges must be finite numbers", path=path, key="bin_edges")
-    if any(b <= a for a, b in zip(edges, edges[1:])):
+    if any(b <= a for a, b in itertools.pairwise(edges)):
         raise NeuronProbeError(f"bin edges must be strictly increasing, got {list(value)}", path=path, key="bin_edges")
     if head_type != "classification":
         warnings.warn(f"{path}: bin_edges ignored for head_type {head_type!r}", stacklevel=3)
@@ -320,7 +328,8 @@ def _layer_and_neuron(config: RunConfig, config_path: Path, root: Path, model_di
         m = NEURON_RE.search(name)
         if m:
             sources.append((f"directory name {name!r}", (int(m.group(1)), int(m.group(2)))))
-    for summary in sorted({*root.glob("*introspection_summary*.json"), *model_dir.glob("*introspection_summary*.json")}):
+    summaries = {*root.glob("*introspection_summary*.json"), *model_dir.glob("*introspection_summary*.json")}
+    for summary in sorted(summaries):
         obj = _read_json(summary)
         if "target_layer" in obj or "target_neuron" in obj:
             layer, neuron = (_index(obj.get(key)) for key in ("target_layer", "target_neuron"))
@@ -344,9 +353,8 @@ def _layer_and_neuron(config: RunConfig, config_path: Path, root: Path, model_di
 
 def _index(value: Any) -> int | None:
     """An introspection summary's layer/neuron: an integer >= 0, also written as 8.0 or "8"; else None."""
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    elif isinstance(value, str) and re.fullmatch(r"[0-9]+", value.strip()):
+    if ((isinstance(value, float) and value.is_integer())
+            or (isinstance(value, str) and re.fullmatch(r"[0-9]+", value.strip()))):
         value = int(value)
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
@@ -421,7 +429,8 @@ def read_dataset(path: Path) -> pd.DataFrame:
     duplicated = int(data["text"].duplicated().sum())
     if duplicated:
         warnings.warn(f"{path}: {duplicated} duplicate text(s); each row is analysed as given", stacklevel=2)
-    return data.reset_index(drop=True)
+    result: pd.DataFrame = data.reset_index(drop=True)
+    return result
 
 
 def choose_split(data: pd.DataFrame) -> str:

@@ -16,7 +16,17 @@ the analysis results a test received::
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+from pytest_neuronprobe.core.formatting import format_significant
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pytest_neuronprobe.analyses.patching import PatchingResult
+    from pytest_neuronprobe.analyses.projection import ProjectionResult
+    from pytest_neuronprobe.claims.verdicts import Verdict
+
+    AnalysisResult = ProjectionResult | PatchingResult
 
 __all__ = ["assert_claim", "check_claim", "describe_operand", "results_of", "summary_of"]
 
@@ -26,14 +36,7 @@ _UNDEFINED_NOTE = ("an undefined number compares False with everything, so this 
                    "instead of passing silently")
 
 
-def _f(x: Any) -> str:
-    if isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x):
-        return f"{x:.4g}" if abs(x) >= 1e-3 or x == 0 else f"{x:.3g}"
-    reason = getattr(x, "reason", None)
-    return f"undefined ({reason})" if reason else "undefined"
-
-
-def results_of(values: Mapping[str, Any] | Iterable[Any]) -> list[Any]:
+def results_of(values: Mapping[str, object] | Iterable[object]) -> list[AnalysisResult]:
     """The ProjectionResult / PatchingResult objects among a test's fixture values."""
     from pytest_neuronprobe.analyses.patching import PatchingResult
     from pytest_neuronprobe.analyses.projection import ProjectionResult
@@ -42,28 +45,30 @@ def results_of(values: Mapping[str, Any] | Iterable[Any]) -> list[Any]:
     return [v for v in items if isinstance(v, (ProjectionResult, PatchingResult))]
 
 
-def _candidates(results: Iterable[Any]) -> Iterable[tuple[str, Any, str]]:
+def _candidates(results: Iterable[AnalysisResult]) -> Iterator[tuple[str, object, str]]:
     """(metric name, value, description) for every number of the given results."""
+    fmt = format_significant
+    from pytest_neuronprobe.analyses.options import NAMES
     from pytest_neuronprobe.analyses.patching import PatchingResult
-    from pytest_neuronprobe.analyses.projection import NAMES, ProjectionResult
+    from pytest_neuronprobe.analyses.projection import ProjectionResult
 
     for res in results:
         if isinstance(res, ProjectionResult):
             where = f"run {res.run_name}, {res.split} split"
             for name in NAMES:
                 c = getattr(res, name)
-                interval = f"95% interval [{_f(c.ci_low)}, {_f(c.ci_high)}]"
+                interval = f"95% interval [{fmt(c.ci_low)}, {fmt(c.ci_high)}]"
                 for fld in _CORRELATION_FIELDS:
                     value = getattr(c, fld)
                     if fld == "r":
-                        text = f"projection.{name}.r = {_f(c.r)}, {interval}, n = {c.n} ({where})"
+                        text = f"projection.{name}.r = {fmt(c.r)}, {interval}, n = {c.n} ({where})"
                     else:
-                        text = (f"projection.{name}.{fld} = {_f(value)} (r = {_f(c.r)}, {interval}, n = {c.n}; "
+                        text = (f"projection.{name}.{fld} = {fmt(value)} (r = {fmt(c.r)}, {interval}, n = {c.n}; "
                                 f"{where})")
                     yield f"projection.{name}.{fld}", value, text
             for w in ("head_input", "head_output", "input_output"):
                 value = getattr(res.weights, w)
-                yield f"projection.weights.{w}", value, f"projection.weights.{w} = {_f(value)} (cosine; {where})"
+                yield f"projection.weights.{w}", value, f"projection.weights.{w} = {fmt(value)} (cosine; {where})"
             null = res.null
             if null is not None:
                 for kind in ("random", "neurons"):
@@ -73,31 +78,33 @@ def _candidates(results: Iterable[Any]) -> Iterable[tuple[str, Any, str]]:
                     for fld in _NULL_FIELDS:
                         value = getattr(comp, fld)
                         yield (f"projection.null.{kind}.{fld}", value,
-                               f"projection.null.{kind}.{fld} = {_f(value)} (|r| of the head {_f(comp.observed)} "
-                               f"vs the null's 95th percentile {_f(comp.percentile_95)} over {comp.n_null} "
-                               f"{comp.label or kind}; p = {_f(comp.p_value)}; {where})")
+                               f"projection.null.{kind}.{fld} = {fmt(value)} (|r| of the head {fmt(comp.observed)} "
+                               f"vs the null's 95th percentile {fmt(comp.percentile_95)} over {comp.n_null} "
+                               f"{comp.label or kind}; p = {fmt(comp.p_value)}; {where})")
         elif isinstance(res, PatchingResult):
             fit = res.fit
             where = f"run {res.run_name}, {res.mode} x{len(res.factors)}, {res.n_texts} texts"
-            interval = f"95% interval [{_f(fit.ci_low)}, {_f(fit.ci_high)}]"
-            yield "patching.slope", fit.slope, (f"patching.slope = {_f(fit.slope)}, {interval}, "
-                                                f"R² = {_f(fit.r_squared)}, n = {fit.n} points ({where})")
+            interval = f"95% interval [{fmt(fit.ci_low)}, {fmt(fit.ci_high)}]"
+            yield "patching.slope", fit.slope, (f"patching.slope = {fmt(fit.slope)}, {interval}, "
+                                                f"R² = {fmt(fit.r_squared)}, n = {fit.n} points ({where})")
             for name, value in (("ci_low", fit.ci_low), ("ci_high", fit.ci_high), ("intercept", fit.intercept),
                                 ("r_squared", fit.r_squared)):
                 yield (f"patching.{name}", value,
-                       f"patching.{name} = {_f(value)} (slope = {_f(fit.slope)}, {interval}; {where})")
+                       f"patching.{name} = {fmt(value)} (slope = {fmt(fit.slope)}, {interval}; {where})")
             yield ("patching.direct_slope", res.direct_slope,
-                   f"patching.direct_slope = {_f(res.direct_slope)} (direct path only; total slope = "
-                   f"{_f(fit.slope)}; {where})")
+                   f"patching.direct_slope = {fmt(res.direct_slope)} (direct path only; total slope = "
+                   f"{fmt(fit.slope)}; {where})")
             yield ("patching.baseline_correlation", res.baseline_correlation,
-                   f"patching.baseline_correlation = {_f(res.baseline_correlation)} ({where})")
+                   f"patching.baseline_correlation = {fmt(res.baseline_correlation)} ({where})")
             yield ("patching.direct_fraction", res.direct_fraction,
-                   f"patching.direct_fraction = {_f(res.direct_fraction)} (direct / total slope; {where})")
+                   f"patching.direct_fraction = {fmt(res.direct_fraction)} (direct / total slope; {where})")
 
 
-def describe_operand(x: Any, results: Iterable[Any], label: str | None = None) -> str | None:
+def describe_operand(x: object, results: Iterable[AnalysisResult], label: str | None = None) -> str | None:
     """A line explaining `x` if it is an analysis number of `results` (or undefined), else None."""
-    from pytest_neuronprobe.analyses.stats import Correlation, LinearFit, NullComparison, Undefined
+    from pytest_neuronprobe.analyses.fits import LinearFit
+    from pytest_neuronprobe.analyses.nulls import NullComparison
+    from pytest_neuronprobe.analyses.stats import Correlation, Undefined
 
     run = f" (run {label})" if label else ""
     if isinstance(x, (Correlation, LinearFit, NullComparison)):
@@ -115,7 +122,7 @@ def describe_operand(x: Any, results: Iterable[Any], label: str | None = None) -
     return None
 
 
-def summary_of(*results: Any) -> dict[str, Any]:
+def summary_of(*results: AnalysisResult | Mapping[str, object]) -> dict[str, Any]:
     """The parts of a summary.json (SPEC §5) that the given results fill (for claims.flatten)."""
     from pytest_neuronprobe.analyses.patching import PatchingResult
     from pytest_neuronprobe.analyses.projection import ProjectionResult
@@ -137,17 +144,19 @@ def summary_of(*results: Any) -> dict[str, Any]:
     return summary
 
 
-def check_claim(claim: str, *results: Any, baseline: Mapping[str, Any] | None = None, judge: str = "bound"):
+def check_claim(claim: str, *results: AnalysisResult | Mapping[str, object],
+                baseline: Mapping[str, object] | None = None, judge: str = "bound") -> Verdict:
     """The claims.Verdict of `claim` ("METRIC EXPR") on the given results (and baseline summary)."""
-    from pytest_neuronprobe.claims.verdicts import evaluate, flatten, parse_claim
+    from pytest_neuronprobe.claims.metrics import flatten
+    from pytest_neuronprobe.claims.verdicts import evaluate, parse_claim
 
     parsed = parse_claim(claim, judge=judge)
     base = None if baseline is None else flatten(baseline)
     return evaluate(parsed, flatten(summary_of(*results)), base)
 
 
-def assert_claim(claim: str, *results: Any, baseline: Mapping[str, Any] | None = None,
-                 judge: str = "bound") -> None:
+def assert_claim(claim: str, *results: AnalysisResult | Mapping[str, object],
+                 baseline: Mapping[str, object] | None = None, judge: str = "bound") -> None:
     """Fail the test with the verdict's message unless `claim` holds on the results.
 
     `results`: ProjectionResult / PatchingResult objects (the fixtures) or summary dicts;
@@ -157,6 +166,6 @@ def assert_claim(claim: str, *results: Any, baseline: Mapping[str, Any] | None =
     __tracebackhide__ = True
     verdict = check_claim(claim, *results, baseline=baseline, judge=judge)
     if not verdict.passed:
-        names = {getattr(r, "run_name", None) for r in results} - {None}
+        names = {name for r in results if isinstance(name := getattr(r, "run_name", None), str)}
         run = f" (run {', '.join(sorted(names))})" if names else ""
         raise AssertionError(verdict.message + run)

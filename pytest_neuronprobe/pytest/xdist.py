@@ -1,14 +1,26 @@
-"""Spreading tests over pytest-xdist workers by run, so each worker loads only the runs it runs.
+"""pytest-xdist: tests spread by run (each worker loads only its runs), results gathered by the controller.
 
-Imported only when pytest-xdist is installed (by the `pytest_xdist_make_scheduler` hook in plugin.py).
+Imported only when pytest-xdist is installed. Workers publish a JSON payload on `workeroutput`
+(:func:`worker_payload`); the controller folds each in when the worker goes down (:class:`XdistHooks`).
 """
 
 from __future__ import annotations
 
+import json
 import re
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
+import pytest
 from xdist.scheduler import LoadScopeScheduling
+
+from pytest_neuronprobe.pytest.records import RunResults
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pytest_neuronprobe.pytest.session import NeuronSession
+
+WORKER_OUTPUT_KEY = "neuronprobe"
+PAYLOAD_VERSION = 1
 
 # Characters that may border a run label inside a test id: pytest joins the ids of several
 # parametrizations with "-", and a claims item's name ends with "[<label>]".
@@ -45,7 +57,7 @@ def run_of(nodeid: str, patterns: Sequence[tuple[str, re.Pattern[str]]]) -> str 
     return None
 
 
-class RunScopeScheduling(LoadScopeScheduling):
+class RunScopeScheduling(LoadScopeScheduling):  # type: ignore[misc]  # xdist ships no type hints
     """xdist's `loadscope` scheduling with one scope per run: every test of a run goes to the same
     worker, so each worker loads only its runs' models and computes only their analyses; tests
     that use no run are each their own scope and spread freely.
@@ -70,3 +82,48 @@ class RunScopeScheduling(LoadScopeScheduling):
         if scope is None:
             scope = self._scopes[nodeid] = run_of(nodeid, self._patterns) or nodeid
         return scope
+
+
+def worker_payload(state: NeuronSession) -> str:
+    """What a worker sends to the controller: its frozen run results, test records and counters, as JSON."""
+    with_arrays = state.settings.report_dir is not None
+    return json.dumps({
+        "version": PAYLOAD_VERSION,
+        "paths": {label: str(e.path) for label, e in state.entries.items()},
+        "runs": {label: results.to_json(with_arrays) for label, results in state.done.items()},
+        "records": [r.as_dict() for r in state.records],
+        "counters": state.counters.as_dict(),
+    })
+
+
+def merge_payload(state: NeuronSession, payload: Mapping[str, Any]) -> None:
+    """Fold one worker's payload into the controller's session."""
+    from pytest_neuronprobe.report.files import TestRecord
+
+    for label, path in (payload.get("paths") or {}).items():
+        state.remote_paths.setdefault(label, path)
+    for label, data in (payload.get("runs") or {}).items():
+        results = RunResults.from_json(data)
+        state.remote[label] = results.merged(state.remote.get(label)) if label in state.remote else results
+    state.records.extend(TestRecord.from_dict(r) for r in payload.get("records") or [])
+    state.counters.add(payload.get("counters") or {})
+
+
+class XdistHooks:
+    """Hooks that exist only with pytest-xdist (registered on the controller only when it is installed)."""
+
+    def __init__(self, state: NeuronSession) -> None:
+        self.state = state
+
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        """Gather a finished worker's run results and test records."""
+        payload = (getattr(node, "workeroutput", None) or {}).get(WORKER_OUTPUT_KEY)
+        if payload:
+            merge_payload(self.state, json.loads(payload))
+
+    def pytest_xdist_make_scheduler(self, config: pytest.Config, log: Any) -> RunScopeScheduling | None:
+        """With `--dist load` (what `-n N` gives), keep each run's tests on one worker; any other
+        mode, or no command-line run, is xdist's own choice."""
+        if config.getvalue("dist") != "load" or not self.state.cli_labels:
+            return None
+        return RunScopeScheduling(config, log, labels=self.state.cli_labels)

@@ -1,21 +1,22 @@
-"""summary.json (SPEC §5): one dict per run, with provenance."""
+"""summary.json (SPEC §5): one dict per run, with provenance; and a run's report data from its analyses."""
 
 from __future__ import annotations
 
 import platform
 from datetime import datetime, timezone
-from typing import Any
 
-from pytest_neuronprobe import __version__
-from pytest_neuronprobe.core.digests import file_digest, package_version, tree_digest
+from pytest_neuronprobe.analyses.options import NAMES
 from pytest_neuronprobe.analyses.patching import PatchingResult
+from pytest_neuronprobe.analyses.projection import ProjectionResult
+from pytest_neuronprobe.core.digests import file_digest, package_version, tree_digest
 from pytest_neuronprobe.core.probe import Probe
-from pytest_neuronprobe.analyses.projection import NAMES, ProjectionResult
+from pytest_neuronprobe.core.version import __version__
+from pytest_neuronprobe.report.files import RunReport
 
 LIBRARIES = ("torch", "transformer_lens", "transformers", "numpy", "scipy", "pandas")
 
 
-def provenance(probe: Probe) -> dict[str, Any]:
+def provenance(probe: Probe) -> dict[str, object]:
     """What produced these numbers: file hashes, model, processing, device, versions."""
     run, model = probe.run, probe.model
     dtype = next(iter(model.bridge.parameters())).dtype
@@ -45,11 +46,11 @@ def provenance(probe: Probe) -> dict[str, Any]:
 
 
 def build_summary(probe: Probe, projection: ProjectionResult | None = None,
-                  patching: PatchingResult | None = None) -> dict[str, Any]:
+                  patching: PatchingResult | None = None) -> dict[str, object]:
     """The SPEC §5 dict; analyses not run are present as empty objects / null."""
     run = probe.run
     split = projection.split if projection is not None else run.split
-    summary: dict[str, Any] = {
+    summary: dict[str, object] = {
         "run": {
             "path": str(run.path),
             "name": run.name,
@@ -75,3 +76,14 @@ def build_summary(probe: Probe, projection: ProjectionResult | None = None,
         summary["patching"] = patching.as_dict()
     summary["provenance"] = provenance(probe)
     return summary
+
+
+def run_report(probe: Probe, projection: ProjectionResult | None = None,
+               patching: PatchingResult | None = None) -> RunReport:
+    """One run's report data (its summary and the arrays the figures plot), for :func:`report.files.write_report`."""
+    return RunReport(
+        name=probe.run.name, summary=build_summary(probe, projection, patching),
+        projection_arrays=dict(projection.arrays) if projection is not None else None,
+        patching_arrays=dict(patching.arrays) if patching is not None else None,
+        null_values=projection.arrays.get("null_random") if projection is not None else None,
+    )

@@ -18,12 +18,23 @@ import pytest
 import hypothesis  # noqa: F401,E402  (its pytest plugin imports it at every terminal summary)
 import matplotlib  # noqa: F401,E402
 import pytest_neuronprobe.pytest.assertion  # noqa: F401,E402
+import pytest_neuronprobe.claims.metrics  # noqa: F401,E402
+import pytest_neuronprobe.claims.expressions  # noqa: F401,E402
 import pytest_neuronprobe.claims.verdicts  # noqa: F401,E402
+import pytest_neuronprobe.claims.loader  # noqa: F401,E402
+import pytest_neuronprobe.core.formatting  # noqa: F401,E402
 import pytest_neuronprobe.compare  # noqa: F401,E402
+import pytest_neuronprobe.baseline  # noqa: F401,E402
 import pytest_neuronprobe.analyses.patching  # noqa: F401,E402
 import pytest_neuronprobe.analyses.projection  # noqa: F401,E402
+import pytest_neuronprobe.report.plotting  # noqa: F401,E402
+import pytest_neuronprobe.report.projection_plots  # noqa: F401,E402
+import pytest_neuronprobe.report.patching_plots  # noqa: F401,E402
+import pytest_neuronprobe.report.figures  # noqa: F401,E402
 import pytest_neuronprobe.report.html  # noqa: F401,E402
+import pytest_neuronprobe.report.files  # noqa: F401,E402
 import pytest_neuronprobe.report.summary  # noqa: F401,E402
+import pytest_neuronprobe.report.terminal  # noqa: F401,E402
 
 #: Marker lines that make an analysis cheap (the tiny runs analyse 12 test-split texts).
 FAST_PROJECTION = "@pytest.mark.projection(n_resamples=50, null_directions=10)"

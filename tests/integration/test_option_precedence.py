@@ -44,7 +44,7 @@ def test_precedence(pytester: pytest.Pytester, two_runs: list[Path], ini: list[s
         pytester.makeini("[pytest]\n" + "\n".join(line.format(**paths) for line in ini) + "\n")
     pytester.makepyfile(f"""
         import pytest
-        from pytest_neuronprobe.pytest.plugin import SESSION_KEY
+        from pytest_neuronprobe.pytest.stash import SESSION_KEY
 
         {marker.format(**paths)}
         def test_values(neuron_dataset, neuron_run, request):

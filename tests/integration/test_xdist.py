@@ -68,6 +68,7 @@ def _summary_outcomes(result: pytest.RunResult) -> dict[str, int]:
 def test_xdist_same_outcomes_and_one_report(pytester: pytest.Pytester, two_runs: list[Path],
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)  # this suite may itself run under xdist
     pytester.makepyfile(SUITE)
     pytester.makefile(".yaml", neuron_claims=CLAIMS)
     pytester.makeconftest(WHERE)
@@ -243,8 +244,8 @@ def test_scheduler_keeps_each_run_on_one_worker() -> None:
 ])
 def test_make_scheduler_only_for_plain_load(dist: str, labels: list[str], ours: bool) -> None:
     from pytest_neuronprobe.pytest.xdist import RunScopeScheduling
-    from pytest_neuronprobe.pytest.plugin import _XdistHooks
+    from pytest_neuronprobe.pytest.xdist import XdistHooks
 
-    hooks = _XdistHooks(SimpleNamespace(cli_labels=labels))  # type: ignore[arg-type]
+    hooks = XdistHooks(SimpleNamespace(cli_labels=labels))  # type: ignore[arg-type]
     sched = hooks.pytest_xdist_make_scheduler(_config(dist), None)
     assert isinstance(sched, RunScopeScheduling) if ours else sched is None

@@ -1,0 +1,211 @@
+"""Metric names: a summary.json dict (SPEC §5) as named :class:`Metric` values.
+
+The names follow the attribute paths of the Python result objects:
+
+- ``projection.<name>.r | r_squared | p_value | spearman | n`` for ``<name>`` in
+  ``prediction, head, input, output, neuron_dir, live`` (``r`` carries the bootstrap 95%
+  interval);
+- ``projection.weights.head_input | head_output | input_output``;
+- ``projection.null.random.<field>`` and ``projection.null.neurons.<field>`` for
+  ``observed, p_value, percentile_95, selectivity, n_null``;
+- ``patching.slope`` (with its 95% interval), ``patching.intercept``, ``patching.r_squared``,
+  ``patching.baseline_correlation``, ``patching.direct_slope``, ``patching.direct_fraction``,
+  ``patching.n_texts``;
+- ``dataset_size``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import cast
+
+from pytest_neuronprobe.analyses.options import NAMES as PROJECTION_NAMES
+from pytest_neuronprobe.core.errors import NeuronProbeError
+
+__all__ = [
+    "HEADLINE_METRICS",
+    "KNOWN_METRICS",
+    "Metric",
+    "as_metrics",
+    "claim_needs",
+    "flatten",
+]
+
+_CORRELATION_FIELDS = (("r", "correlation"), ("r_squared", "r_squared"), ("p_value", "p_value"),
+                       ("spearman", "spearman"), ("n", "n"))
+_WEIGHT_FIELDS = ("head_input", "head_output", "input_output")
+_NULL_FIELDS = ("observed", "p_value", "percentile_95", "selectivity", "n_null")
+_PATCHING_FIELDS = ("slope", "intercept", "r_squared", "baseline_correlation", "direct_slope",
+                    "direct_fraction", "n_texts")
+
+#: Every name :func:`flatten` can produce (a summary may hold fewer).
+KNOWN_METRICS: tuple[str, ...] = (
+    *(f"projection.{p}.{f}" for p in PROJECTION_NAMES for f, _ in _CORRELATION_FIELDS),
+    *(f"projection.weights.{w}" for w in _WEIGHT_FIELDS),
+    *(f"projection.null.{k}.{f}" for k in ("random", "neurons") for f in _NULL_FIELDS),
+    *(f"patching.{f}" for f in _PATCHING_FIELDS),
+    "dataset_size",
+)
+
+#: The key metrics of a run: the default rows of a comparison table.
+HEADLINE_METRICS: tuple[str, ...] = (
+    "projection.prediction.r",
+    "projection.head.r",
+    "projection.input.r",
+    "projection.output.r",
+    "projection.neuron_dir.r",
+    "projection.live.r",
+    "projection.weights.head_input",
+    "projection.weights.head_output",
+    "projection.weights.input_output",
+    "projection.null.random.selectivity",
+    "projection.null.neurons.selectivity",
+    "patching.slope",
+    "patching.intercept",
+    "patching.r_squared",
+    "patching.baseline_correlation",
+    "patching.direct_slope",
+)
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One named number of a run; ``value is None`` means undefined, with ``reason``."""
+
+    name: str
+    value: float | None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    reason: str | None = None
+    #: The metric has a 95% interval (even when the interval itself is undefined).
+    has_interval: bool = False
+
+    @property
+    def defined(self) -> bool:
+        """True when the value exists."""
+        return self.value is not None
+
+
+def claim_needs(metrics: Iterable[str]) -> tuple[bool, bool]:
+    """Which analyses (projection, patching) the named metrics need."""
+    names = list(metrics)
+    projection = any(m.startswith("projection.") or m == "dataset_size" for m in names)
+    patching = any(m.startswith("patching.") for m in names)
+    return projection, patching
+
+
+def _number(x: object, key: str) -> float | None:
+    """A finite float, ``None`` for null/NaN/inf; anything else is bad input."""
+    if x is None:
+        return None
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        raise NeuronProbeError(f"expected a number or null, got {x!r}", key=key)
+    v = float(x)
+    return v if math.isfinite(v) else None
+
+
+def _section(d: Mapping[str, object], key: str, where: str) -> Mapping[str, object] | None:
+    value = d.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise NeuronProbeError(f"expected an object or null, got {type(value).__name__}",
+                               key=f"{where}{key}")
+    return value
+
+
+def _reason(entry: Mapping[str, object]) -> str | None:
+    reason = entry.get("reason")
+    return str(reason) if reason else None
+
+
+class _Flattener:
+    """The metrics of one summary, collected section by section."""
+
+    def __init__(self) -> None:
+        self.out: dict[str, Metric] = {}
+
+    def add(self, name: str, entry: Mapping[str, object], key: str, where: str, *,
+            lo: str | None = None, hi: str | None = None, reason: str | None = None) -> None:
+        value = _number(entry.get(key), f"{where}.{key}")
+        ci_low = _number(entry.get(lo), f"{where}.{lo}") if lo else None
+        ci_high = _number(entry.get(hi), f"{where}.{hi}") if hi else None
+        why = None if value is not None else (reason or "undefined")
+        self.out[name] = Metric(name, value, ci_low, ci_high, why, has_interval=lo is not None)
+
+
+def _projections(out: _Flattener, summary: Mapping[str, object]) -> bool:
+    """Add the correlations; True when the projection analysis ran."""
+    projections = _section(summary, "projections", "") or {}
+    ran = False
+    for p in PROJECTION_NAMES:
+        entry = _section(projections, p, "projections.")
+        if not entry:  # {}: the projection analysis did not run
+            continue
+        ran = True
+        reason = _reason(entry)
+        for field_name, key in _CORRELATION_FIELDS:
+            interval = ("ci_low", "ci_high") if field_name == "r" else (None, None)
+            out.add(f"projection.{p}.{field_name}", entry, key, f"projections.{p}",
+                    lo=interval[0], hi=interval[1], reason=reason)
+    return ran
+
+
+def _weights(out: _Flattener, summary: Mapping[str, object], ran_projection: bool) -> None:
+    weights = _section(summary, "weight_similarities", "")
+    if weights is None:
+        return
+    if ran_projection or any(weights.get(w) is not None for w in _WEIGHT_FIELDS):
+        for w in _WEIGHT_FIELDS:
+            if w in weights:
+                out.add(f"projection.weights.{w}", weights, w, "weight_similarities")
+
+
+def _null(out: _Flattener, summary: Mapping[str, object]) -> None:
+    null = _section(summary, "null", "")
+    if null is None:
+        return
+    for kind in ("random", "neurons"):
+        entry = _section(null, kind, "null.")
+        if entry is None:
+            continue
+        reason = _reason(entry)
+        for name in _NULL_FIELDS:
+            if name in entry:
+                out.add(f"projection.null.{kind}.{name}", entry, name, f"null.{kind}", reason=reason)
+
+
+def _patching(out: _Flattener, summary: Mapping[str, object]) -> None:
+    patching = _section(summary, "patching", "")
+    if patching is None:
+        return
+    reason = _reason(patching)
+    for name in _PATCHING_FIELDS:
+        if name == "slope":
+            out.add("patching.slope", patching, "slope", "patching", lo="slope_ci_low",
+                    hi="slope_ci_high", reason=reason)
+        elif name in patching:
+            out.add(f"patching.{name}", patching, name, "patching", reason=reason)
+
+
+def flatten(summary: Mapping[str, object]) -> dict[str, Metric]:
+    """Named metrics of one summary.json dict; sections absent from it give no metrics."""
+    if not isinstance(summary, Mapping):
+        raise NeuronProbeError(f"a summary must be a JSON object, got {type(summary).__name__}")
+    f = _Flattener()
+    ran_projection = _projections(f, summary)
+    _weights(f, summary, ran_projection)
+    _null(f, summary)
+    _patching(f, summary)
+    if "dataset_size" in summary:
+        f.add("dataset_size", summary, "dataset_size", "summary")
+    return f.out
+
+
+def as_metrics(d: Mapping[str, object]) -> Mapping[str, Metric]:
+    """``d`` itself when it already maps names to :class:`Metric`, else :func:`flatten` of it."""
+    if d and all(isinstance(v, Metric) for v in d.values()):
+        return cast("Mapping[str, Metric]", d)
+    return flatten(d)
