@@ -21,7 +21,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 
@@ -30,12 +29,12 @@ sys.path.insert(0, str(ROOT))
 
 from pytest_neuronprobe.analyses.joint import analyze  # noqa: E402
 from pytest_neuronprobe.analyses.options import PatchingOptions, ProjectionOptions  # noqa: E402
+from pytest_neuronprobe.analyses.patching import analyze_patching  # noqa: E402
+from pytest_neuronprobe.analyses.projection import analyze_projection  # noqa: E402
 from pytest_neuronprobe.build.corpus import generate_corpus  # noqa: E402
 from pytest_neuronprobe.build.lm import train_tokenizer  # noqa: E402
 from pytest_neuronprobe.core.models import collect, load_model  # noqa: E402
-from pytest_neuronprobe.analyses.patching import analyze_patching  # noqa: E402
 from pytest_neuronprobe.core.probe import open_probe  # noqa: E402
-from pytest_neuronprobe.analyses.projection import analyze_projection  # noqa: E402
 from pytest_neuronprobe.core.runs import load_run  # noqa: E402
 
 CACHE = ROOT / ".neuronprobe" / "bench"
@@ -55,8 +54,15 @@ def gpt2_small(path: Path) -> Path:
     log("building a GPT-2-small-shaped model (once) …")
     tok = train_tokenizer(generate_corpus(3000, seed=0), vocab_size=2048)
     # GPT-2 small's full vocabulary width: the seed method pays for the unembedding on every forward.
-    config = GPT2Config(vocab_size=50257, n_positions=1024, n_embd=768, n_layer=12, n_head=12,
-                        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+    config = GPT2Config(
+        vocab_size=50257,
+        n_positions=1024,
+        n_embd=768,
+        n_layer=12,
+        n_head=12,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
     torch.manual_seed(0)
     model = GPT2LMHeadModel(config)
     tmp = path.with_name(path.name + ".tmp")
@@ -92,14 +98,20 @@ def make_run(model_dir: Path, n: int) -> Path:
     (tmp / "datasets").mkdir(parents=True, exist_ok=True)
     name = f"neuron_l{LAYER}_n{NEURON}_bench"
     pd.DataFrame({"text": texts, "activation": acts[f"blocks.{LAYER}.mlp.hook_post"][:, NEURON].numpy()}).to_csv(
-        tmp / "datasets" / f"{name}.csv", index=False)
+        tmp / "datasets" / f"{name}.csv", index=False
+    )
     best = tmp / "models" / name / "best_model"
     best.mkdir(parents=True, exist_ok=True)
     g = torch.Generator().manual_seed(0)
-    save_file({"output.weight": torch.randn(1, 768, generator=g) / 28, "output.bias": torch.zeros(1)},
-              str(best / "head.safetensors"))
-    (best / "config.json").write_text(json.dumps({"head_type": "regression", "base_model_name": "bench-gpt2-small",
-                                                  "base_model_path": str(model_dir)}))
+    save_file(
+        {"output.weight": torch.randn(1, 768, generator=g) / 28, "output.bias": torch.zeros(1)},
+        str(best / "head.safetensors"),
+    )
+    (best / "config.json").write_text(
+        json.dumps(
+            {"head_type": "regression", "base_model_name": "bench-gpt2-small", "base_model_path": str(model_dir)}
+        )
+    )
     tmp.rename(run)
     return run
 
@@ -121,6 +133,7 @@ def seed_method(probe, texts: list[str], factors: list[float]) -> tuple[float, f
         def fn(a, hook):
             got[key] = a[0, -1].clone()
             return a
+
         return fn
 
     def activation(ids, fwd):
@@ -143,10 +156,12 @@ def seed_method(probe, texts: list[str], factors: list[float]) -> tuple[float, f
             activation(ids, [])
             prediction(ids, [])
         for f in factors:
+
             def patch(a, hook, f=f):
                 a = a.clone()
                 a[:, -1, n] = a[:, -1, n] * f
                 return a
+
             for text in texts:
                 ids = torch.tensor([tok(text)["input_ids"]])
                 activation(ids, [(hook, patch)])
@@ -171,8 +186,13 @@ def main() -> None:
     run = load_run(make_run(model_dir, args.texts))
     probe = open_probe(run, "cpu")
     texts = run.analysed()["text"].tolist()
-    hooks = [probe.neuron_hook, probe.feature_hook, probe.final_hook, f"blocks.{LAYER}.hook_resid_mid",
-             f"blocks.{LAYER}.hook_resid_post"]
+    hooks = [
+        probe.neuron_hook,
+        probe.feature_hook,
+        probe.final_hook,
+        f"blocks.{LAYER}.hook_resid_mid",
+        f"blocks.{LAYER}.hook_resid_post",
+    ]
     probe.read(texts[:8], hooks)  # warm-up
     log(f"{len(texts)} texts, {args.threads} thread(s); timing …")
     _, floor = timed(lambda: probe.read(texts, hooks))
@@ -188,11 +208,15 @@ def main() -> None:
     print(f"projection analysis alone (default):           {t_proj:8.2f} s   = {t_proj / floor:.2f} x floor")
     print(f"patching sweep alone (8 factors, cached):      {t_patch:8.2f} s   = {t_patch / floor:.2f} x floor")
     print(f"full default analysis (both, one clean pass):  {full:8.2f} s   = {full / floor:.2f} x floor")
-    print(f"seed method, extrapolated from {len(sub)} texts:    {seed_total:8.2f} s   "
-          f"(projection {seed_proj * scale:.1f} s + patching {seed_patch * scale:.1f} s)")
+    print(
+        f"seed method, extrapolated from {len(sub)} texts:    {seed_total:8.2f} s   "
+        f"(projection {seed_proj * scale:.1f} s + patching {seed_patch * scale:.1f} s)"
+    )
     print(f"speed-up over the seed method:                 {seed_total / full:8.1f} x")
-    print(f"sanity: head r={projection.head.r:.3f}, patching slope={patching.slope:.4f}, "
-          f"live check: {projection.self_check.message}")
+    print(
+        f"sanity: head r={projection.head.r:.3f}, patching slope={patching.slope:.4f}, "
+        f"live check: {projection.self_check.message}"
+    )
 
 
 if __name__ == "__main__":

@@ -60,8 +60,10 @@ def part_a(threads: int) -> None:
     for name, (wall, took, hit, n, rc) in (("cold", cold), ("warm", warm)):
         print(f"    {name}: analyses {took:7.2f} s ({hit} of {n} from cache); session wall {wall:6.1f} s; exit {rc}")
     share = warm[1] / cold[1] if cold[1] > 0 else float("nan")
-    print(f"    warm analysis time = {share:.1%} of cold (target <= 5%); "
-          f"session wall cold/warm: {cold[0] / warm[0]:.2f} x")
+    print(
+        f"    warm analysis time = {share:.1%} of cold (target <= 5%); "
+        f"session wall cold/warm: {cold[0] / warm[0]:.2f} x"
+    )
 
 
 def eight_runs(n_texts: int | None = None) -> Path:
@@ -75,8 +77,16 @@ def eight_runs(n_texts: int | None = None) -> Path:
         raise SystemExit("no demo LM: run `neuronprobe demo` (or `make demo`) first")
     size = {} if n_texts is None else {"n_texts": n_texts}
     for seed in range(8):
-        make_run(runs, base_model=lm, layer=2, neuron=3, seed=seed, reuse=True,
-                 name="regression-linear-neuron_l{layer}_n{neuron}-seed{seed}", **size)
+        make_run(
+            runs,
+            base_model=lm,
+            layer=2,
+            neuron=3,
+            seed=seed,
+            reuse=True,
+            name="regression-linear-neuron_l{layer}_n{neuron}-seed{seed}",
+            **size,
+        )
     return runs
 
 
@@ -87,8 +97,10 @@ def sweep(title: str, runs: Path, threads: int) -> None:
     parallel = pytest_session([*args, "-n", "2"], max(1, threads // 2))
     print(f"    {title}:")
     print(f"      serial: session wall {serial[0]:6.1f} s (analyses {serial[1]:.1f} s); exit {serial[4]}")
-    print(f"      -n 2:   session wall {parallel[0]:6.1f} s (analyses {parallel[1]:.1f} s summed over workers); "
-          f"exit {parallel[4]}")
+    print(
+        f"      -n 2:   session wall {parallel[0]:6.1f} s (analyses {parallel[1]:.1f} s summed over workers); "
+        f"exit {parallel[4]}"
+    )
     print(f"      serial / -n 2 (wall): {serial[0] / parallel[0]:.2f} x  (on {os.cpu_count()} CPU core(s))")
 
 
@@ -142,7 +154,8 @@ took = time.perf_counter() - start
 after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 hwm = status("VmHWM")
 weights_mib = sum(p.numel() * p.element_size() for p in probe.model.bridge.parameters()) / 2**20
-print(json.dumps({{"n": proj.n, "weights_mib": weights_mib, "before_kib": before, "after_kib": after, "rss_before_kib": rss_before,
+print(json.dumps({{"n": proj.n, "weights_mib": weights_mib, "before_kib": before, "after_kib": after,
+                  "rss_before_kib": rss_before,
                   "hwm_after_kib": hwm if reset else None, "seconds": took}}))
 """
 
@@ -150,8 +163,7 @@ print(json.dumps({{"n": proj.n, "weights_mib": weights_mib, "before_kib": before
 def measure(n: int, threads: int, build_only: bool = False) -> dict:
     import json
 
-    code = MEASURE.format(bench=str(ROOT / "benchmarks"), root=str(ROOT), threads=threads, n=n,
-                          build_only=build_only)
+    code = MEASURE.format(bench=str(ROOT / "benchmarks"), root=str(ROOT), threads=threads, n=n, build_only=build_only)
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     if proc.returncode != 0:
         log(proc.stdout[-3000:] + proc.stderr[-3000:])
@@ -166,8 +178,10 @@ def part_c(big: int, threads: int) -> None:
         measure(n, threads, build_only=True)
         log(f"measuring {n} texts …")
         rows.append(measure(n, threads))
-    print("(c) peak extra resident memory of the default analyses (projection + patching, one clean pass), "
-          "GPT-2-small-shaped model, CPU:")
+    print(
+        "(c) peak extra resident memory of the default analyses (projection + patching, one clean pass), "
+        "GPT-2-small-shaped model, CPU:"
+    )
     extras = []
     for r in rows:
         maxrss = (r["after_kib"] - r["before_kib"]) / 1024
@@ -178,10 +192,14 @@ def part_c(big: int, threads: int) -> None:
             extra, how = maxrss, "ru_maxrss after - before"
         extras.append(extra)
         peak = r["hwm_after_kib"] / 1024 if r.get("hwm_after_kib") is not None else float("nan")
-        print(f"    {r['n']:6d} texts: +{extra:8.1f} MiB over {r['rss_before_kib'] / 1024:.0f} MiB resident after "
-              f"loading, peak {peak:.0f} MiB ({how}); analysis {r['seconds']:.1f} s")
-    print(f"    {rows[1]['n'] / rows[0]['n']:.0f} x the texts -> {extras[1] / max(extras[0], 1e-9):.1f} x "
-          f"the extra memory; model weights {rows[0]['weights_mib']:.0f} MiB; target: extra < 1024 MiB")
+        print(
+            f"    {r['n']:6d} texts: +{extra:8.1f} MiB over {r['rss_before_kib'] / 1024:.0f} MiB resident after "
+            f"loading, peak {peak:.0f} MiB ({how}); analysis {r['seconds']:.1f} s"
+        )
+    print(
+        f"    {rows[1]['n'] / rows[0]['n']:.0f} x the texts -> {extras[1] / max(extras[0], 1e-9):.1f} x "
+        f"the extra memory; model weights {rows[0]['weights_mib']:.0f} MiB; target: extra < 1024 MiB"
+    )
 
 
 def main() -> None:
@@ -189,8 +207,9 @@ def main() -> None:
     parser.add_argument("--parts", default="abc", help="which parts to run (default abc)")
     parser.add_argument("--big", type=int, default=20000, help="texts of the large memory run (default 20000)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads per process (default 2)")
-    parser.add_argument("--sweep-texts", type=int, default=10000,
-                        help="texts per run of the larger sweep in (b) (default 10000)")
+    parser.add_argument(
+        "--sweep-texts", type=int, default=10000, help="texts per run of the larger sweep in (b) (default 10000)"
+    )
     args = parser.parse_args()
     if "a" in args.parts:
         part_a(args.threads)

@@ -22,16 +22,19 @@ FINDINGS: dict[str, tuple[tuple[str, ...], str]] = {
         ("token-ft1-*",),
         "a token head predicts sum_i i*softmax(digit logits): a non-linear read-out through ln_final and "
         "the unembedding, so its mean-gradient direction is a poor linear summary of it (head r ~ 0.22, no "
-        "better than random directions) even though its prediction tracks the neuron (r ~ 0.79)"),
+        "better than random directions) even though its prediction tracks the neuron (r ~ 0.79)",
+    ),
     "not one-for-one": (
         DEMO_RUNS,
         "the demo heads read the final residual stream, where the neuron's own write W_out[n] is one small "
         "part; they mostly read what computes the neuron (its inputs stay in the residual stream), so "
-        "patching the neuron moves their prediction by only ~0.01-0.08 per unit of activation"),
+        "patching the neuron moves their prediction by only ~0.01-0.08 per unit of activation",
+    ),
     "indirect effect": (
         ("token-ft1-*",),
         "the token run fine-tuned the last block: the neuron's effect on the digit read-out goes through it "
-        "(direct-path slope ~ 0, total slope ~ 0.026)"),
+        "(direct-path slope ~ 0, total slope ~ 0.026)",
+    ),
 }
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_neuronprobe.pytest.assertion import assert_claim
+from pytest_neuronprobe import assert_claim
 
 
 def test_same_analysis_as_the_baseline(neuron_run, projection, neuron_baseline):

@@ -24,7 +24,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from pytest_neuronprobe.analyses.joint import analyze
     from pytest_neuronprobe.analyses.nulls import NullComparison
     from pytest_neuronprobe.analyses.options import PatchingOptions, ProjectionOptions
-    from pytest_neuronprobe.analyses.patching import PatchingResult, analyze_patching
+    from pytest_neuronprobe.analyses.patching import analyze_patching
+    from pytest_neuronprobe.analyses.patching_fit import PatchingResult
     from pytest_neuronprobe.analyses.projection import ProjectionResult, analyze_projection
     from pytest_neuronprobe.analyses.stats import Correlation, Undefined
     from pytest_neuronprobe.core.errors import NeuronProbeError
@@ -36,16 +37,25 @@ if TYPE_CHECKING:  # pragma: no cover
 
 #: Public name -> the module that defines it.
 _HOMES = {
-    "load_run": "core.runs", "Run": "core.runs",
-    "open_probe": "core.probe", "Probe": "core.probe",
+    "load_run": "core.runs",
+    "Run": "core.runs",
+    "open_probe": "core.probe",
+    "Probe": "core.probe",
     "NeuronProbeError": "core.errors",
-    "ProjectionOptions": "analyses.options", "PatchingOptions": "analyses.options",
-    "analyze_projection": "analyses.projection", "ProjectionResult": "analyses.projection",
-    "analyze_patching": "analyses.patching", "PatchingResult": "analyses.patching",
+    "ProjectionOptions": "analyses.options",
+    "PatchingOptions": "analyses.options",
+    "analyze_projection": "analyses.projection",
+    "ProjectionResult": "analyses.projection",
+    "analyze_patching": "analyses.patching",
+    "PatchingResult": "analyses.patching_fit",
     "analyze": "analyses.joint",
-    "Correlation": "analyses.stats", "Undefined": "analyses.stats", "LinearFit": "analyses.fits",
+    "Correlation": "analyses.stats",
+    "Undefined": "analyses.stats",
+    "LinearFit": "analyses.fits",
     "NullComparison": "analyses.nulls",
-    "run_report": "report.summary", "RunReport": "report.files", "write_report": "report.files",
+    "run_report": "report.summary",
+    "RunReport": "report.files",
+    "write_report": "report.files",
     "assert_claim": "pytest.assertion",
 }
 __all__ = ["__version__", *_HOMES]

@@ -29,14 +29,11 @@ def _read_json(path: Path) -> Summary:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise NeuronProbeError(f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}",
-                               path=path) from None
+        raise NeuronProbeError(f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}", path=path) from None
     if not isinstance(data, dict):
-        raise NeuronProbeError(f"expected a JSON object (a summary.json), got {type(data).__name__}",
-                               path=path)
+        raise NeuronProbeError(f"expected a JSON object (a summary.json), got {type(data).__name__}", path=path)
     if "projections" not in data and "patching" not in data:
-        raise NeuronProbeError("not a neuronprobe summary.json (no 'projections' or 'patching' key)",
-                               path=path)
+        raise NeuronProbeError("not a neuronprobe summary.json (no 'projections' or 'patching' key)", path=path)
     return data
 
 
@@ -58,8 +55,11 @@ def load_summaries(path: str | Path) -> dict[str, Summary]:
         own = path / "summary.json"
         files = [own] if own.is_file() else sorted(path.glob("*/summary.json"))
         if not files:
-            raise NeuronProbeError("no summary.json in this directory or its run subdirectories "
-                                   "(expected <dir>/summary.json or <dir>/<run>/summary.json)", path=path)
+            raise NeuronProbeError(
+                "no summary.json in this directory or its run subdirectories "
+                "(expected <dir>/summary.json or <dir>/<run>/summary.json)",
+                path=path,
+            )
     elif path.exists():
         files = [path]
     else:
@@ -79,8 +79,9 @@ def load_summary(path: str | Path) -> Summary:
     """The one summary at ``path``; an error if ``path`` holds several runs."""
     summaries = load_summaries(path)
     if len(summaries) != 1:
-        raise NeuronProbeError(f"holds {len(summaries)} runs ({', '.join(summaries)}); "
-                               "use load_summaries or pick one run", path=path)
+        raise NeuronProbeError(
+            f"holds {len(summaries)} runs ({', '.join(summaries)}); use load_summaries or pick one run", path=path
+        )
     return next(iter(summaries.values()))
 
 
@@ -97,8 +98,9 @@ class Pairing:
     def load(cls, path: Path, *, update: bool) -> Pairing:
         """Read the baseline at `path`; a baseline not written yet is empty, with the reason."""
         if not path.exists():
-            then = ("it will be written at the end of this session" if update
-                    else "create it with --neuron-update-baseline")
+            then = (
+                "it will be written at the end of this session" if update else "create it with --neuron-update-baseline"
+            )
             return cls(path, {}, f"no baseline at {path} yet; {then}")
         return cls(path, load_summaries(path))
 
@@ -111,5 +113,7 @@ class Pairing:
                 return self.summaries[key], ""
         if self.path.is_file() and len(self.summaries) == 1 and single_run:
             return next(iter(self.summaries.values())), ""
-        return None, (f"baseline {self.path} has no summary for run {label!r} (it holds: "
-                      f"{', '.join(self.summaries)}); record one with --neuron-update-baseline")
+        return None, (
+            f"baseline {self.path} has no summary for run {label!r} (it holds: "
+            f"{', '.join(self.summaries)}); record one with --neuron-update-baseline"
+        )

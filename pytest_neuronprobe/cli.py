@@ -67,23 +67,42 @@ def _register_make_run(sub: Subparsers) -> None:
     from pytest_neuronprobe.build.texts import DEFAULT_N_TEXTS
     from pytest_neuronprobe.core.runs import HEAD_TYPES, PROCESSING
 
-    p = sub.add_parser("make-run", help="train a probe head on one neuron and write it as a run directory",
-                       description="Compute a neuron's activations on texts, train a head on the train split and "
-                                   "write a run directory in the seed layout. Prints the run directory.")
+    p = sub.add_parser(
+        "make-run",
+        help="train a probe head on one neuron and write it as a run directory",
+        description="Compute a neuron's activations on texts, train a head on the train split and "
+        "write a run directory in the seed layout. Prints the run directory.",
+    )
     p.add_argument("--base-model", required=True, help="local Hugging Face model directory or hub name")
     p.add_argument("--layer", type=int, required=True, help="layer of the target neuron")
-    p.add_argument("--neuron", type=_neuron, default=None,
-                   help="neuron index, or 'auto' (default): the most variable one on the train texts")
-    p.add_argument("--texts", metavar="FILE", default=None,
-                   help="texts: a .csv with a 'text' column or one text per line (default: built-in corpus)")
-    p.add_argument("--n-texts", type=_positive, default=DEFAULT_N_TEXTS,
-                   help=f"texts from the built-in corpus when --texts is not given (default {DEFAULT_N_TEXTS})")
+    p.add_argument(
+        "--neuron",
+        type=_neuron,
+        default=None,
+        help="neuron index, or 'auto' (default): the most variable one on the train texts",
+    )
+    p.add_argument(
+        "--texts",
+        metavar="FILE",
+        default=None,
+        help="texts: a .csv with a 'text' column or one text per line (default: built-in corpus)",
+    )
+    p.add_argument(
+        "--n-texts",
+        type=_positive,
+        default=DEFAULT_N_TEXTS,
+        help=f"texts from the built-in corpus when --texts is not given (default {DEFAULT_N_TEXTS})",
+    )
     p.add_argument("--head-type", choices=HEAD_TYPES, default="regression")
     p.add_argument("--hidden-dim", type=_positive, default=None, help="hidden layer width (default: none)")
     p.add_argument("--n-bins", type=_positive, default=5, help="classification bins (default 5)")
     p.add_argument("--finetune-layers", type=_positive, default=1, help="token head: blocks fine-tuned (default 1)")
-    p.add_argument("--train-steps", type=_positive, default=None,
-                   help="optimiser steps of trained heads (default: 400, token heads 80)")
+    p.add_argument(
+        "--train-steps",
+        type=_positive,
+        default=None,
+        help="optimiser steps of trained heads (default: 400, token heads 80)",
+    )
     p.add_argument("--layer-type", default="post", help="neuron hook: post, pre, mlp_out, ... (default post)")
     p.add_argument("--feature-layer", type=int, default=-1, help="the head reads this layer's resid_post (default -1)")
     p.add_argument("--token-pos", type=_token_pos, default="last", help="'last' or an integer (default last)")
@@ -92,9 +111,12 @@ def _register_make_run(sub: Subparsers) -> None:
     p.add_argument("--test-fraction", type=_fraction, default=0.2, help="share of texts held out (default 0.2)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=".", help="directory the run is written into (default .)")
-    p.add_argument("--name", default=None,
-                   help="run directory name; may use {head_type} {layer} {neuron} {seed} "
-                        "(default {head_type}-neuron_l{layer}_n{neuron}-seed{seed})")
+    p.add_argument(
+        "--name",
+        default=None,
+        help="run directory name; may use {head_type} {layer} {neuron} {seed} "
+        "(default {head_type}-neuron_l{layer}_n{neuron}-seed{seed})",
+    )
     p.add_argument("--head-format", choices=HEAD_FORMATS, default="safetensors")
     p.add_argument("--reuse", action="store_true", help="keep an existing run built with the same parameters")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
@@ -106,13 +128,30 @@ def _cmd_make_run(args: argparse.Namespace) -> int:
     from pytest_neuronprobe.build.texts import read_texts_file
 
     texts = read_texts_file(args.texts) if args.texts else None
-    path = make_run(args.out, base_model=args.base_model, layer=args.layer, neuron=args.neuron, texts=texts,
-                    head_type=args.head_type, hidden_dim=args.hidden_dim, n_bins=args.n_bins,
-                    finetune_layers=args.finetune_layers, layer_type=args.layer_type,
-                    feature_layer=args.feature_layer, token_pos=args.token_pos, prepend_bos=args.prepend_bos,
-                    processing=args.processing, test_fraction=args.test_fraction, seed=args.seed,
-                    head_format=args.head_format, name=args.name, progress=not args.quiet, reuse=args.reuse,
-                    n_texts=args.n_texts, train_steps=args.train_steps)
+    path = make_run(
+        args.out,
+        base_model=args.base_model,
+        layer=args.layer,
+        neuron=args.neuron,
+        texts=texts,
+        head_type=args.head_type,
+        hidden_dim=args.hidden_dim,
+        n_bins=args.n_bins,
+        finetune_layers=args.finetune_layers,
+        layer_type=args.layer_type,
+        feature_layer=args.feature_layer,
+        token_pos=args.token_pos,
+        prepend_bos=args.prepend_bos,
+        processing=args.processing,
+        test_fraction=args.test_fraction,
+        seed=args.seed,
+        head_format=args.head_format,
+        name=args.name,
+        progress=not args.quiet,
+        reuse=args.reuse,
+        n_texts=args.n_texts,
+        train_steps=args.train_steps,
+    )
     print(path)
     return 0
 
@@ -122,10 +161,13 @@ def _cmd_make_run(args: argparse.Namespace) -> int:
 
 
 def _register_demo(sub: Subparsers) -> None:
-    p = sub.add_parser("demo", help="build the demo LM and four demo runs (cached)",
-                       description="Build (or reuse) a small trained LM and four probe runs on its middle layer's "
-                                   "most variable neuron: linear, hidden-layer, classification and token heads. "
-                                   "Prints the run directories.")
+    p = sub.add_parser(
+        "demo",
+        help="build the demo LM and four demo runs (cached)",
+        description="Build (or reuse) a small trained LM and four probe runs on its middle layer's "
+        "most variable neuron: linear, hidden-layer, classification and token heads. "
+        "Prints the run directories.",
+    )
     p.add_argument("--out", default="demo_runs", help="directory for the runs (default demo_runs)")
     p.add_argument("--cache", default=".neuronprobe/demo_lm", help="demo LM cache (default .neuronprobe/demo_lm)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
@@ -157,18 +199,29 @@ _COMPARE_DESCRIPTION = "Compare a run's numbers with an earlier run's: tables an
 
 
 def _compare_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("baseline", metavar="BASELINE",
-                        help="earlier summary.json, or a report directory (<dir>/<run>/summary.json)")
+    parser.add_argument(
+        "baseline", metavar="BASELINE", help="earlier summary.json, or a report directory (<dir>/<run>/summary.json)"
+    )
     parser.add_argument("current", metavar="CURRENT", help="summary.json or report directory to check")
-    parser.add_argument("--fail", metavar="EXPR", action="append", default=[],
-                        help="regression condition 'METRIC OP RHS' on the current estimate, e.g. "
-                             "'projection.head.r < baseline - 0.05'; exit 1 when it holds or its "
-                             "metric is undefined (repeatable)")
-    parser.add_argument("--metric", metavar="NAME", action="append", default=None,
-                        help="metric to show (name or glob, e.g. 'projection.*.r'; repeatable; "
-                             "default: the headline metrics)")
-    parser.add_argument("--run", metavar="NAME", default=None,
-                        help="compare only this run (when the summaries hold several)")
+    parser.add_argument(
+        "--fail",
+        metavar="EXPR",
+        action="append",
+        default=[],
+        help="regression condition 'METRIC OP RHS' on the current estimate, e.g. "
+        "'projection.head.r < baseline - 0.05'; exit 1 when it holds or its "
+        "metric is undefined (repeatable)",
+    )
+    parser.add_argument(
+        "--metric",
+        metavar="NAME",
+        action="append",
+        default=None,
+        help="metric to show (name or glob, e.g. 'projection.*.r'; repeatable; default: the headline metrics)",
+    )
+    parser.add_argument(
+        "--run", metavar="NAME", default=None, help="compare only this run (when the summaries hold several)"
+    )
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
@@ -176,8 +229,13 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     from pytest_neuronprobe.compare import run_compare
 
     try:
-        return run_compare(load_summaries(args.baseline), load_summaries(args.current), metrics=args.metric,
-                           fail=args.fail, run=args.run)
+        return run_compare(
+            load_summaries(args.baseline),
+            load_summaries(args.current),
+            metrics=args.metric,
+            fail=args.fail,
+            run=args.run,
+        )
     except NeuronProbeError as exc:
         print(f"neuronprobe: error: {exc}", file=sys.stderr)
         return 2
@@ -185,9 +243,13 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 def add_compare_parser(sub: Subparsers) -> argparse.ArgumentParser:
     """Add the ``compare`` subcommand; the parsed namespace's ``func(args)`` returns the exit code."""
-    parser = sub.add_parser("compare", help="compare summaries with an earlier run's",
-                            description=_COMPARE_DESCRIPTION, epilog=_COMPARE_EPILOG,
-                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = sub.add_parser(
+        "compare",
+        help="compare summaries with an earlier run's",
+        description=_COMPARE_DESCRIPTION,
+        epilog=_COMPARE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     _compare_arguments(parser)
     parser.set_defaults(func=_cmd_compare)
     return parser
@@ -195,8 +257,12 @@ def add_compare_parser(sub: Subparsers) -> argparse.ArgumentParser:
 
 def compare_main(argv: Sequence[str] | None = None) -> int:
     """``neuronprobe compare`` on its own: exit code 0, 1 (a --fail condition) or 2 (bad input)."""
-    parser = argparse.ArgumentParser(prog="neuronprobe compare", description=_COMPARE_DESCRIPTION,
-                                     epilog=_COMPARE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="neuronprobe compare",
+        description=_COMPARE_DESCRIPTION,
+        epilog=_COMPARE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     _compare_arguments(parser)
     try:
         args = parser.parse_args(list(argv) if argv is not None else None)
@@ -210,16 +276,22 @@ def compare_main(argv: Sequence[str] | None = None) -> int:
 # handler(args) -> exit code) and list it in SUBCOMMANDS.
 
 
-
 def _register_cache(sub: Subparsers) -> None:
-    p = sub.add_parser("cache", help="manage the on-disk analysis cache",
-                       description="Manage the on-disk cache of analysis results the pytest plugin keeps "
-                                   "(default: .pytest_cache/d/neuronprobe; --neuron-cache-dir).")
+    p = sub.add_parser(
+        "cache",
+        help="manage the on-disk analysis cache",
+        description="Manage the on-disk cache of analysis results the pytest plugin keeps "
+        "(default: .pytest_cache/d/neuronprobe; --neuron-cache-dir).",
+    )
     actions = p.add_subparsers(dest="cache_command", metavar="ACTION", required=True)
-    clear = actions.add_parser("clear", help="remove every cached analysis result",
-                               description="Remove every cached analysis result from the cache directory.")
-    clear.add_argument("--dir", default=None,
-                       help="cache directory (default: .pytest_cache/d/neuronprobe in the current directory)")
+    clear = actions.add_parser(
+        "clear",
+        help="remove every cached analysis result",
+        description="Remove every cached analysis result from the cache directory.",
+    )
+    clear.add_argument(
+        "--dir", default=None, help="cache directory (default: .pytest_cache/d/neuronprobe in the current directory)"
+    )
     clear.set_defaults(func=_cmd_cache_clear)
 
 
@@ -246,8 +318,9 @@ SUBCOMMANDS: list[Callable[[Subparsers], object]] = [
 
 def build_parser() -> argparse.ArgumentParser:
     """The `neuronprobe` argument parser with every registered subcommand."""
-    parser = argparse.ArgumentParser(prog="neuronprobe",
-                                     description="Build and check probe heads that read one language-model neuron.")
+    parser = argparse.ArgumentParser(
+        prog="neuronprobe", description="Build and check probe heads that read one language-model neuron."
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for register in SUBCOMMANDS:
         register(sub)

@@ -69,8 +69,9 @@ def _select(patterns: Sequence[str], available: Sequence[str]) -> list[str]:
     return chosen
 
 
-def diff_rows(baseline: Mapping[str, object], current: Mapping[str, object],
-              metrics: Sequence[str] | None = None) -> list[Row]:
+def diff_rows(
+    baseline: Mapping[str, object], current: Mapping[str, object], metrics: Sequence[str] | None = None
+) -> list[Row]:
     """Rows for ``metrics`` (names or globs; default :data:`HEADLINE_METRICS`).
 
     ``baseline`` and ``current`` are summary.json dicts (or flattened metric dicts). By default,
@@ -96,9 +97,15 @@ def _is_count(metric: str) -> bool:
 def format_table(rows: Sequence[Row], title: str) -> str:
     """An aligned plain-text table: metric, baseline, now, Δ."""
     header = ("metric", "baseline", "now", "Δ")
-    cells = [(r.metric, format_cell(r.baseline, count=_is_count(r.metric)),
-              format_cell(r.now, count=_is_count(r.metric)),
-              format_cell(r.delta, sign=True, count=_is_count(r.metric))) for r in rows]
+    cells = [
+        (
+            r.metric,
+            format_cell(r.baseline, count=_is_count(r.metric)),
+            format_cell(r.now, count=_is_count(r.metric)),
+            format_cell(r.delta, sign=True, count=_is_count(r.metric)),
+        )
+        for r in rows
+    ]
     widths = [max(len(c[i]) for c in [header, *cells]) for i in range(4)]
 
     def line(c: Sequence[str]) -> str:
@@ -128,8 +135,9 @@ def parse_fail(text: str) -> Claim:
     try:
         return parse_claim(text, judge="estimate")
     except NeuronProbeError as exc:
-        raise NeuronProbeError(f"{exc} (a --fail condition is 'METRIC OP RHS', e.g. "
-                               "'projection.head.r < baseline - 0.05')", key="--fail") from None
+        raise NeuronProbeError(
+            f"{exc} (a --fail condition is 'METRIC OP RHS', e.g. 'projection.head.r < baseline - 0.05')", key="--fail"
+        ) from None
 
 
 def check_fail(condition: Claim, baseline: Mapping[str, object], current: Mapping[str, object]) -> FailOutcome:
@@ -138,17 +146,24 @@ def check_fail(condition: Claim, baseline: Mapping[str, object], current: Mappin
     name, text = condition.metric, condition.text
     m = now.get(name)
     if m is None:
-        return FailOutcome(text, True, f"FAILED  {text}: {missing_message(name, now)}; "
-                                       "cannot tell, counted as a regression")
+        return FailOutcome(
+            text, True, f"FAILED  {text}: {missing_message(name, now)}; cannot tell, counted as a regression"
+        )
     if m.value is None:
-        return FailOutcome(text, True, f"FAILED  {text}: {name} is undefined ({m.reason or 'undefined'}); "
-                                       "cannot tell, counted as a regression")
+        return FailOutcome(
+            text,
+            True,
+            f"FAILED  {text}: {name} is undefined ({m.reason or 'undefined'}); cannot tell, counted as a regression",
+        )
     b: float | None = None
     if condition.expr.uses_baseline:
         bm = base.get(name)
         if bm is None or bm.value is None:
-            why = missing_message(name, base, side="baseline ") if bm is None else \
-                f"baseline {name} is undefined ({bm.reason or 'undefined'})"
+            why = (
+                missing_message(name, base, side="baseline ")
+                if bm is None
+                else f"baseline {name} is undefined ({bm.reason or 'undefined'})"
+            )
             return FailOutcome(text, True, f"FAILED  {text}: {why}; cannot tell, counted as a regression")
         b = bm.value
     rng = condition.expr.range(b)
@@ -170,15 +185,19 @@ def check_fail(condition: Claim, baseline: Mapping[str, object], current: Mappin
 # ---------------------------------------------------------------------------------------------
 
 
-def _pair_runs(baseline: Mapping[str, object], current: Mapping[str, object],
-               run: str | None) -> tuple[list[tuple[str, str]], list[str], list[str]]:
+def _pair_runs(
+    baseline: Mapping[str, object], current: Mapping[str, object], run: str | None
+) -> tuple[list[tuple[str, str]], list[str], list[str]]:
     """``(baseline run, current run)`` pairs to compare, and the runs only in the baseline / current."""
     if run is not None:
         missing = [side for side, d in (("baseline", baseline), ("current", current)) if run not in d]
         if missing:
             have = {"baseline": ", ".join(baseline) or "none", "current": ", ".join(current) or "none"}
-            raise NeuronProbeError(f"run {run!r} is not in the {' or '.join(missing)} summaries "
-                                   f"(runs: {'; '.join(f'{s}: {have[s]}' for s in missing)})", key="--run")
+            raise NeuronProbeError(
+                f"run {run!r} is not in the {' or '.join(missing)} summaries "
+                f"(runs: {'; '.join(f'{s}: {have[s]}' for s in missing)})",
+                key="--run",
+            )
         return [(run, run)], [], []
     if len(baseline) == 1 and len(current) == 1:
         return [(next(iter(baseline)), next(iter(current)))], [], []
@@ -188,13 +207,19 @@ def _pair_runs(baseline: Mapping[str, object], current: Mapping[str, object],
     if not pairs:
         raise NeuronProbeError(
             f"no run appears in both: baseline has {', '.join(baseline) or 'none'}; "
-            f"current has {', '.join(current) or 'none'} (use --run NAME with one run per side)")
+            f"current has {', '.join(current) or 'none'} (use --run NAME with one run per side)"
+        )
     return pairs, only_base, only_now
 
 
-def compare_summaries(baseline: Mapping[str, Mapping[str, object]], current: Mapping[str, Mapping[str, object]],
-                      *, metrics: Sequence[str] | None = None, fail: Sequence[str] = (),
-                      run: str | None = None) -> tuple[str, int]:
+def compare_summaries(
+    baseline: Mapping[str, Mapping[str, object]],
+    current: Mapping[str, Mapping[str, object]],
+    *,
+    metrics: Sequence[str] | None = None,
+    fail: Sequence[str] = (),
+    run: str | None = None,
+) -> tuple[str, int]:
     """The comparison report text and its exit code (0 fine, 1 a --fail condition failed).
 
     ``baseline``/``current`` map run names to summaries (as
@@ -221,14 +246,23 @@ def compare_summaries(baseline: Mapping[str, Mapping[str, object]], current: Map
         blocks.append(f"only in the current summaries (not compared): {', '.join(only_now)}")
     if conditions:
         checked = len(conditions) * len(pairs)
-        blocks.append(f"{failed} of {checked} --fail condition check(s) failed" if failed
-                      else f"all {checked} --fail condition check(s) passed")
+        blocks.append(
+            f"{failed} of {checked} --fail condition check(s) failed"
+            if failed
+            else f"all {checked} --fail condition check(s) passed"
+        )
     return "\n\n".join(blocks), 1 if failed else 0
 
 
-def run_compare(baseline: Mapping[str, Mapping[str, object]], current: Mapping[str, Mapping[str, object]], *,
-                metrics: Sequence[str] | None = None, fail: Sequence[str] = (), run: str | None = None,
-                out: TextIO | None = None) -> int:
+def run_compare(
+    baseline: Mapping[str, Mapping[str, object]],
+    current: Mapping[str, Mapping[str, object]],
+    *,
+    metrics: Sequence[str] | None = None,
+    fail: Sequence[str] = (),
+    run: str | None = None,
+    out: TextIO | None = None,
+) -> int:
     """Print :func:`compare_summaries`' report to ``out`` (default stdout); return its exit code.
 
     Raises :class:`NeuronProbeError` on bad input (nothing is printed then).

@@ -49,8 +49,15 @@ def regression_run(tiny_runs_dir: Path, tiny_lm_dir: Path) -> Path:
 @pytest.fixture(scope="session")
 def hidden_run(tiny_runs_dir: Path, tiny_lm_dir: Path) -> Path:
     """A regression run with a hidden layer (hidden_dim 16), stored as head.pt."""
-    return _tiny_run(tiny_runs_dir, tiny_lm_dir, head_type="regression", hidden_dim=16, head_format="pt",
-                     name="regression-hidden16-neuron_l{layer}_n{neuron}-seed{seed}", train_steps=200)
+    return _tiny_run(
+        tiny_runs_dir,
+        tiny_lm_dir,
+        head_type="regression",
+        hidden_dim=16,
+        head_format="pt",
+        name="regression-hidden16-neuron_l{layer}_n{neuron}-seed{seed}",
+        train_steps=200,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -62,5 +69,6 @@ def classification_run(tiny_runs_dir: Path, tiny_lm_dir: Path) -> Path:
 @pytest.fixture(scope="session")
 def token_run(tiny_runs_dir: Path, tiny_lm_dir: Path) -> Path:
     """A token run: block 1 + ln_f fine-tuned, saved in best_model/base_model/; target on layer 0."""
-    return _tiny_run(tiny_runs_dir, tiny_lm_dir, head_type="token", layer=TINY_TOKEN_LAYER, finetune_layers=1,
-                     train_steps=60)
+    return _tiny_run(
+        tiny_runs_dir, tiny_lm_dir, head_type="token", layer=TINY_TOKEN_LAYER, finetune_layers=1, train_steps=60
+    )

@@ -18,12 +18,12 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
-from pytest_neuronprobe.build.corpus import generate_corpus
-from pytest_neuronprobe.build.lm import build_lm, tiny_lm
 from pytest_neuronprobe.analyses.options import PatchingOptions, ProjectionOptions
 from pytest_neuronprobe.analyses.patching import analyze_patching
-from pytest_neuronprobe.core.probe import open_probe
 from pytest_neuronprobe.analyses.projection import analyze_projection
+from pytest_neuronprobe.build.corpus import generate_corpus
+from pytest_neuronprobe.build.lm import build_lm, tiny_lm
+from pytest_neuronprobe.core.probe import open_probe
 from pytest_neuronprobe.core.runs import load_run
 
 TOL = 1e-4
@@ -51,8 +51,15 @@ class Reference:
             ids = [self.tok.bos_token_id, *ids]
         return torch.tensor([ids])
 
-    def read(self, text: str, hooks: list[str], *, prepend_bos: bool = False, pos: int = -1,
-             patch: tuple[str, int, callable] | None = None) -> dict[str, torch.Tensor]:
+    def read(
+        self,
+        text: str,
+        hooks: list[str],
+        *,
+        prepend_bos: bool = False,
+        pos: int = -1,
+        patch: tuple[str, int, callable] | None = None,
+    ) -> dict[str, torch.Tensor]:
         got: dict[str, torch.Tensor] = {}
 
         def make(name):
@@ -63,6 +70,7 @@ class Reference:
                 if name in hooks:
                     got[name] = value[0, pos].detach().clone()
                 return value
+
             return fn
 
         names = list(dict.fromkeys([*([patch[0]] if patch else []), *hooks]))
@@ -72,8 +80,15 @@ class Reference:
         return got
 
 
-def ref_predict(kind: str, state: dict, x: torch.Tensor, bin_edges=None, ref: Reference | None = None,
-                digits=None, smooth: bool = False) -> torch.Tensor:
+def ref_predict(
+    kind: str,
+    state: dict,
+    x: torch.Tensor,
+    bin_edges=None,
+    ref: Reference | None = None,
+    digits=None,
+    smooth: bool = False,
+) -> torch.Tensor:
     """SPEC §2 written out directly, on a `[N, d]` batch in float64."""
     x = x.double()
     if kind == "token":
@@ -103,15 +118,32 @@ def fd_gradient(fn, x: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
     return grads
 
 
-def write_run(root: Path, lm_dir: Path, *, layer: int, neuron: int, head_type: str, state: dict,
-              ref: Reference, texts: list[str], extra: dict | None = None, split: list[str] | None = None) -> Path:
+def write_run(
+    root: Path,
+    lm_dir: Path,
+    *,
+    layer: int,
+    neuron: int,
+    head_type: str,
+    state: dict,
+    ref: Reference,
+    texts: list[str],
+    extra: dict | None = None,
+    split: list[str] | None = None,
+) -> Path:
     """A run in the seed layout, its dataset made by the reference forward."""
     extra = extra or {}
     layer_type = extra.get("layer_type", "post")
     hook = {"post": f"blocks.{layer}.mlp.hook_post", "pre": f"blocks.{layer}.mlp.hook_pre"}.get(layer_type, layer_type)
     pos = extra.get("token_pos", "last")
-    acts = [float(ref.read(t, [hook], prepend_bos=extra.get("prepend_bos", False),
-                           pos=-1 if pos == "last" else pos)[hook][neuron]) for t in texts]
+    acts = [
+        float(
+            ref.read(t, [hook], prepend_bos=extra.get("prepend_bos", False), pos=-1 if pos == "last" else pos)[hook][
+                neuron
+            ]
+        )
+        for t in texts
+    ]
     name = f"neuron_l{layer}_n{neuron}_t"
     (root / "datasets").mkdir(parents=True)
     frame = pd.DataFrame({"text": texts, "activation": acts})
@@ -120,8 +152,14 @@ def write_run(root: Path, lm_dir: Path, *, layer: int, neuron: int, head_type: s
     frame.to_csv(root / "datasets" / f"{name}.csv", index=False)
     best = root / "models" / name / "best_model"
     best.mkdir(parents=True)
-    config = {"head_type": head_type, "base_model_name": "tiny", "base_model_path": str(lm_dir), "target_layer": layer,
-              "target_neuron": neuron, **extra}
+    config = {
+        "head_type": head_type,
+        "base_model_name": "tiny",
+        "base_model_path": str(lm_dir),
+        "target_layer": layer,
+        "target_neuron": neuron,
+        **extra,
+    }
     (best / "config.json").write_text(json.dumps(config))
     save_file({k: v.contiguous() for k, v in state.items()}, str(best / "head.safetensors"))
     return root
@@ -130,9 +168,19 @@ def write_run(root: Path, lm_dir: Path, *, layer: int, neuron: int, head_type: s
 @pytest.fixture(scope="module")
 def lms(tmp_path_factory) -> dict[str, Path]:
     base = tmp_path_factory.mktemp("lms")
-    return {"tiny": tiny_lm(base / "tiny", seed=0),
-            "three": build_lm(base / "three", n_layer=3, n_embd=48, n_head=4, vocab_size=300, train_steps=20, seed=1,
-                              texts=generate_corpus(300, seed=1))}
+    return {
+        "tiny": tiny_lm(base / "tiny", seed=0),
+        "three": build_lm(
+            base / "three",
+            n_layer=3,
+            n_embd=48,
+            n_head=4,
+            vocab_size=300,
+            train_steps=20,
+            seed=1,
+            texts=generate_corpus(300, seed=1),
+        ),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -147,10 +195,16 @@ def _heads(d: int, d_mlp: int, seed: int) -> dict[str, tuple[str, dict, dict]]:
     r = lambda *s: torch.randn(*s, generator=g) * 0.3  # noqa: E731
     return {
         "linear": ("regression", {"output.weight": r(1, d), "output.bias": r(1)}, {}),
-        "hidden": ("regression", {"hidden.weight": r(16, d), "hidden.bias": r(16), "output.weight": r(1, 16),
-                                  "output.bias": r(1)}, {"head_config": {"hidden_dim": 16}}),
-        "bins": ("classification", {"output.weight": r(4, d), "output.bias": r(4)},
-                 {"bin_edges": [-1.0, 0.0, 0.5, 1.0, 3.0]}),
+        "hidden": (
+            "regression",
+            {"hidden.weight": r(16, d), "hidden.bias": r(16), "output.weight": r(1, 16), "output.bias": r(1)},
+            {"head_config": {"hidden_dim": 16}},
+        ),
+        "bins": (
+            "classification",
+            {"output.weight": r(4, d), "output.bias": r(4)},
+            {"bin_edges": [-1.0, 0.0, 0.5, 1.0, 3.0]},
+        ),
         "argmax": ("classification", {"output.weight": r(3, d), "output.bias": r(3)}, {}),
         "token": ("token", {}, {}),
     }
@@ -169,8 +223,9 @@ CASES = [
 ]
 
 
-@pytest.fixture(scope="module", params=CASES, ids=[f"{c[0]}-L{c[1]}N{c[2]}-{c[3]}-{'-'.join(c[4]) or 'default'}"
-                                                    for c in CASES])
+@pytest.fixture(
+    scope="module", params=CASES, ids=[f"{c[0]}-L{c[1]}N{c[2]}-{c[3]}-{'-'.join(c[4]) or 'default'}" for c in CASES]
+)
 def case(request, lms, texts, tmp_path_factory):
     lm_name, layer, neuron, head_name, extra = request.param
     lm_dir = lms[lm_name]
@@ -178,10 +233,26 @@ def case(request, lms, texts, tmp_path_factory):
     d, d_mlp = ref.bridge.cfg.d_model, ref.bridge.cfg.d_mlp
     head_type, state, head_extra = _heads(d, d_mlp, seed=layer * 100 + neuron)[head_name]
     root = tmp_path_factory.mktemp("run") / f"{head_name}-neuron_l{layer}_n{neuron}"
-    write_run(root, lm_dir, layer=layer, neuron=neuron, head_type=head_type, state=state, ref=ref, texts=texts,
-              extra={**extra, **head_extra})
-    return {"root": root, "ref": ref, "state": state, "head_type": head_type, "extra": {**extra, **head_extra},
-            "layer": layer, "neuron": neuron}
+    write_run(
+        root,
+        lm_dir,
+        layer=layer,
+        neuron=neuron,
+        head_type=head_type,
+        state=state,
+        ref=ref,
+        texts=texts,
+        extra={**extra, **head_extra},
+    )
+    return {
+        "root": root,
+        "ref": ref,
+        "state": state,
+        "head_type": head_type,
+        "extra": {**extra, **head_extra},
+        "layer": layer,
+        "neuron": neuron,
+    }
 
 
 def _reference_projection(case, texts):
@@ -193,15 +264,23 @@ def _reference_projection(case, texts):
         feature = f"blocks.{last}.hook_resid_post"
     else:
         feature = f"blocks.{extra.get('feature_layer', -1) % ref.n_layers}.hook_resid_post"
-    hooks = [neuron_hook, feature, f"blocks.{layer}.hook_resid_mid", f"blocks.{layer}.hook_resid_post",
-             f"blocks.{last}.hook_resid_post"]
+    hooks = [
+        neuron_hook,
+        feature,
+        f"blocks.{layer}.hook_resid_mid",
+        f"blocks.{layer}.hook_resid_post",
+        f"blocks.{last}.hook_resid_post",
+    ]
     pos = extra.get("token_pos", "last")
-    rows = [ref.read(t, hooks, prepend_bos=extra.get("prepend_bos", False), pos=-1 if pos == "last" else pos)
-            for t in texts]
+    rows = [
+        ref.read(t, hooks, prepend_bos=extra.get("prepend_bos", False), pos=-1 if pos == "last" else pos) for t in texts
+    ]
     stack = {h: torch.stack([r[h] for r in rows]).double() for h in hooks}
     digits = [ref.tok.encode(str(i), add_special_tokens=False)[0] for i in range(10)]
-    predict = lambda x, smooth=False: ref_predict(case["head_type"], case["state"], x, extra.get("bin_edges"),  # noqa
-                                                  ref, digits, smooth)
+
+    def predict(x: torch.Tensor, smooth: bool = False) -> torch.Tensor:
+        return ref_predict(case["head_type"], case["state"], x, extra.get("bin_edges"), ref, digits, smooth)
+
     x = stack[feature]
     grads = fd_gradient(lambda x: predict(x, smooth=True), x)
     direction = grads.mean(0)
@@ -238,7 +317,7 @@ def test_projection_matches_reference(case, texts):
     if case["head_type"] == "regression" and "hidden.weight" not in case["state"]:
         np.testing.assert_allclose(result.direction, case["state"]["output.weight"][0].numpy(), atol=1e-6)
     np.testing.assert_allclose(result.direction, direction, atol=2e-4 * max(1, np.abs(direction).max()))
-    for i, name in enumerate(("prediction", "head", "input", "output", "neuron_dir", "live")):
+    for name in ("prediction", "head", "input", "output", "neuron_dir", "live"):
         got = getattr(result, name)
         np.testing.assert_allclose(result.arrays[name], values[name], atol=TOL * max(1, np.abs(values[name]).max()))
         if np.ptp(values[name]) == 0:
@@ -281,8 +360,13 @@ def test_patching_matches_reference(case, texts):
         base = ref.read(text, [neuron_hook, feature], prepend_bos=extra.get("prepend_bos", False), pos=pos)
         a0, p0 = float(base[neuron_hook][n]), predict(base)
         for j, f in enumerate(factors):
-            got = ref.read(text, [neuron_hook, feature], prepend_bos=extra.get("prepend_bos", False), pos=pos,
-                           patch=(neuron_hook, n, lambda v, f=f: v * f))
+            got = ref.read(
+                text,
+                [neuron_hook, feature],
+                prepend_bos=extra.get("prepend_bos", False),
+                pos=pos,
+                patch=(neuron_hook, n, lambda v, f=f: v * f),
+            )
             d_act[i, j] = float(got[neuron_hook][n]) - a0
             d_pred[i, j] = predict(got) - p0
     for res in (result, full):
@@ -300,8 +384,17 @@ def test_patching_matches_reference(case, texts):
         if np.ptp(d_act[i]) > 1e-6:
             assert item.slope == pytest.approx(np.polyfit(d_act[i], d_pred[i], 1)[0], abs=1e-3)
     summary = result.as_dict()
-    assert set(summary) >= {"mode", "factors", "baseline_correlation", "slope", "intercept", "r_squared",
-                            "avg_activation_changes", "avg_prediction_changes", "per_input"}
+    assert set(summary) >= {
+        "mode",
+        "factors",
+        "baseline_correlation",
+        "slope",
+        "intercept",
+        "r_squared",
+        "avg_activation_changes",
+        "avg_prediction_changes",
+        "per_input",
+    }
     json.dumps(summary, allow_nan=False)
 
 
@@ -315,9 +408,17 @@ def test_head_reading_the_neuron_hook_gives_r_1_and_slope_1(lms, texts, tiny_ref
     layer, n, d_mlp = 0, 21, tiny_ref.bridge.cfg.d_mlp
     w = torch.zeros(1, d_mlp)
     w[0, n] = 1.0
-    root = write_run(tmp_path / "self-neuron_l0_n21", lms["tiny"], layer=layer, neuron=n, head_type="regression",
-                     state={"output.weight": w, "output.bias": torch.zeros(1)}, ref=tiny_ref, texts=texts,
-                     extra={"feature_hook": f"blocks.{layer}.mlp.hook_post"})
+    root = write_run(
+        tmp_path / "self-neuron_l0_n21",
+        lms["tiny"],
+        layer=layer,
+        neuron=n,
+        head_type="regression",
+        state={"output.weight": w, "output.bias": torch.zeros(1)},
+        ref=tiny_ref,
+        texts=texts,
+        extra={"feature_hook": f"blocks.{layer}.mlp.hook_post"},
+    )
     probe = open_probe(load_run(root), "cpu")
     projection = analyze_projection(probe, ProjectionOptions(n_resamples=100))
     patching = analyze_patching(probe, PatchingOptions(n_resamples=100))
@@ -333,8 +434,16 @@ def test_head_orthogonal_to_the_neuron_output_has_zero_direct_slope(lms, texts, 
     w_out = tiny_ref.bridge.blocks[layer].mlp.W_out[n].detach()
     w = torch.randn(w_out.shape[0], generator=torch.Generator().manual_seed(0))
     w = w - (w @ w_out) / (w_out @ w_out) * w_out
-    root = write_run(tmp_path / "orth-neuron_l0_n4", lms["tiny"], layer=layer, neuron=n, head_type="regression",
-                     state={"output.weight": w[None], "output.bias": torch.zeros(1)}, ref=tiny_ref, texts=texts)
+    root = write_run(
+        tmp_path / "orth-neuron_l0_n4",
+        lms["tiny"],
+        layer=layer,
+        neuron=n,
+        head_type="regression",
+        state={"output.weight": w[None], "output.bias": torch.zeros(1)},
+        ref=tiny_ref,
+        texts=texts,
+    )
     patching = analyze_patching(open_probe(load_run(root), "cpu"), PatchingOptions(n_resamples=0))
     assert patching.direct_slope == pytest.approx(0.0, abs=1e-5)
 
@@ -343,9 +452,16 @@ def test_last_layer_neuron_read_along_its_output_has_slope_1(lms, texts, tiny_re
     """Closed form: neuron in the last layer, linear head w = W_out[n] / |W_out[n]|²: direct = total = 1."""
     layer, n = tiny_ref.n_layers - 1, 8
     w_out = tiny_ref.bridge.blocks[layer].mlp.W_out[n].detach()
-    root = write_run(tmp_path / "last-neuron_l1_n8", lms["tiny"], layer=layer, neuron=n, head_type="regression",
-                     state={"output.weight": (w_out / (w_out @ w_out))[None], "output.bias": torch.zeros(1)},
-                     ref=tiny_ref, texts=texts)
+    root = write_run(
+        tmp_path / "last-neuron_l1_n8",
+        lms["tiny"],
+        layer=layer,
+        neuron=n,
+        head_type="regression",
+        state={"output.weight": (w_out / (w_out @ w_out))[None], "output.bias": torch.zeros(1)},
+        ref=tiny_ref,
+        texts=texts,
+    )
     patching = analyze_patching(open_probe(load_run(root), "cpu"), PatchingOptions(n_resamples=100))
     assert patching.slope == pytest.approx(1.0, abs=1e-4)
     assert patching.direct_slope == pytest.approx(1.0, abs=1e-4)
@@ -395,8 +511,17 @@ def test_kv_cache_that_is_not_honoured_falls_back_to_full_passes(case, texts, mo
 def test_split_rule_and_max_samples(lms, texts, tiny_ref, tmp_path):
     split = ["train"] * 12 + ["val"] * 6 + ["test"] * 6
     w = torch.randn(1, tiny_ref.bridge.cfg.d_model, generator=torch.Generator().manual_seed(1))
-    root = write_run(tmp_path / "split-neuron_l1_n1", lms["tiny"], layer=1, neuron=1, head_type="regression",
-                     state={"output.weight": w, "output.bias": torch.zeros(1)}, ref=tiny_ref, texts=texts, split=split)
+    root = write_run(
+        tmp_path / "split-neuron_l1_n1",
+        lms["tiny"],
+        layer=1,
+        neuron=1,
+        head_type="regression",
+        state={"output.weight": w, "output.bias": torch.zeros(1)},
+        ref=tiny_ref,
+        texts=texts,
+        split=split,
+    )
     probe = open_probe(load_run(root), "cpu")
     result = analyze_projection(probe, ProjectionOptions(n_resamples=0, null_directions=0))
     assert (result.split, result.n) == ("test", 6)
@@ -410,15 +535,24 @@ def test_split_rule_and_max_samples(lms, texts, tiny_ref, tmp_path):
 
 def test_live_mismatch_is_loud(lms, texts, tiny_ref, tmp_path):
     w = torch.randn(1, tiny_ref.bridge.cfg.d_model, generator=torch.Generator().manual_seed(2))
-    root = write_run(tmp_path / "bad-neuron_l1_n1", lms["tiny"], layer=1, neuron=1, head_type="regression",
-                     state={"output.weight": w, "output.bias": torch.zeros(1)}, ref=tiny_ref, texts=texts)
+    root = write_run(
+        tmp_path / "bad-neuron_l1_n1",
+        lms["tiny"],
+        layer=1,
+        neuron=1,
+        head_type="regression",
+        state={"output.weight": w, "output.bias": torch.zeros(1)},
+        ref=tiny_ref,
+        texts=texts,
+    )
     csv = next((root / "datasets").glob("*.csv"))
     frame = pd.read_csv(csv)
     frame["activation"] = frame["activation"] + 1.0
     frame.to_csv(csv, index=False)
     with pytest.warns(UserWarning, match="live activations do not match"):
-        result = analyze_projection(open_probe(load_run(root), "cpu"),
-                                    ProjectionOptions(n_resamples=0, null_directions=0))
+        result = analyze_projection(
+            open_probe(load_run(root), "cpu"), ProjectionOptions(n_resamples=0, null_directions=0)
+        )
     assert not result.self_check.ok
     assert "live activations do not match" in repr(result)
 
@@ -428,8 +562,9 @@ def test_joint_analysis_equals_separate_analyses(case):
 
     probe = open_probe(load_run(case["root"]), "cpu")
     options = {"n_resamples": 50, "seed": 1}
-    joint_proj, joint_patch = analyze(probe, ProjectionOptions(**options, null_directions=5),
-                                      PatchingOptions(**options))
+    joint_proj, joint_patch = analyze(
+        probe, ProjectionOptions(**options, null_directions=5), PatchingOptions(**options)
+    )
     proj = analyze_projection(probe, ProjectionOptions(null_directions=5, **options))
     patch = analyze_patching(probe, PatchingOptions(**options))
     assert joint_proj.as_dict()["projections"] == proj.as_dict()["projections"]

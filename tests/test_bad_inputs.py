@@ -19,30 +19,28 @@ import os
 import pickle
 import shutil
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from run_copies import config_path, copy_run, dataset_path, model_dir
 from safetensors.torch import load_file, save_file
 
 import pytest_neuronprobe
+from pytest_neuronprobe.analyses.options import NAMES, PatchingOptions, ProjectionOptions
+from pytest_neuronprobe.analyses.patching import analyze_patching
+from pytest_neuronprobe.analyses.projection import analyze_projection
+from pytest_neuronprobe.analyses.stats import Undefined
 from pytest_neuronprobe.core import atomic
 from pytest_neuronprobe.core.atomic import write_bytes_atomic, write_json_atomic, write_text_atomic
 from pytest_neuronprobe.core.errors import NeuronProbeError
-from pytest_neuronprobe.analyses.options import PatchingOptions, ProjectionOptions
-from pytest_neuronprobe.analyses.patching import analyze_patching
 from pytest_neuronprobe.core.probe import open_probe
-from pytest_neuronprobe.analyses.options import NAMES
-from pytest_neuronprobe.analyses.projection import analyze_projection
 from pytest_neuronprobe.core.runs import load_run
-from pytest_neuronprobe.analyses.stats import Undefined
 from pytest_neuronprobe.report.summary import build_summary
-
-from run_copies import copy_run, model_dir, config_path, dataset_path
 
 PACKAGE_DIR = Path(pytest_neuronprobe.__file__).resolve().parent
 MARKER = "PAYLOAD_RAN"  # a pickle payload writes this file next to the run if it is ever executed
@@ -66,6 +64,7 @@ DELETE = object()
 
 def config(**changes) -> Callable[[Path], None]:
     """Set (or, with DELETE, remove) config.json keys."""
+
     def mutate(root: Path) -> None:
         path = config_path(root)
         cfg = json.loads(path.read_text())
@@ -75,6 +74,7 @@ def config(**changes) -> Callable[[Path], None]:
             else:
                 cfg[key] = value
         path.write_text(json.dumps(cfg))
+
     return mutate
 
 
@@ -82,6 +82,7 @@ def config_bytes(data: bytes | Callable[[bytes], bytes]) -> Callable[[Path], Non
     def mutate(root: Path) -> None:
         path = config_path(root)
         path.write_bytes(data(path.read_bytes()) if callable(data) else data)
+
     return mutate
 
 
@@ -89,9 +90,12 @@ def head_state(root: Path) -> dict[str, torch.Tensor]:
     return load_file(str(model_dir(root) / "head.safetensors"))
 
 
-def head(change: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]], fmt: str = "safetensors",
-         ) -> Callable[[Path], None]:
+def head(
+    change: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]],
+    fmt: str = "safetensors",
+) -> Callable[[Path], None]:
     """Rewrite the head's state dict (in `fmt`), replacing the original head file."""
+
     def mutate(root: Path) -> None:
         state = change(head_state(root))
         (model_dir(root) / "head.safetensors").unlink()
@@ -99,6 +103,7 @@ def head(change: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]], f
             save_file(state, str(model_dir(root) / "head.safetensors"))
         else:
             torch.save(state, model_dir(root) / "head.pt")
+
     return mutate
 
 
@@ -107,17 +112,20 @@ def head_bytes(data: bytes | Callable[[bytes], bytes], name: str = "head.safeten
         original = (model_dir(root) / "head.safetensors").read_bytes()
         (model_dir(root) / "head.safetensors").unlink()
         (model_dir(root) / name).write_bytes(data(original) if callable(data) else data)
+
     return mutate
 
 
 def head_pt_bytes(change: Callable[[bytes], bytes]) -> Callable[[Path], None]:
     """A valid head.pt (torch.save of the head), then `change` applied to its bytes."""
+
     def mutate(root: Path) -> None:
         state = head_state(root)
         (model_dir(root) / "head.safetensors").unlink()
         path = model_dir(root) / "head.pt"
         torch.save(state, path)
         path.write_bytes(change(path.read_bytes()))
+
     return mutate
 
 
@@ -143,6 +151,7 @@ class _OpenPayload:
 
 def pickle_head(payload: type, legacy: bool = False) -> Callable[[Path], None]:
     """A head.pt whose pickle would create `<tmp>/PAYLOAD_RAN` if it were ever executed."""
+
     def mutate(root: Path) -> None:
         state: dict = dict(head_state(root))
         state["output.bias"] = payload(root.parent / MARKER)
@@ -152,15 +161,18 @@ def pickle_head(payload: type, legacy: bool = False) -> Callable[[Path], None]:
             path.write_bytes(pickle.dumps(state))
         else:
             torch.save(state, path)
+
     return mutate
 
 
 def dataset(change: Callable[[pd.DataFrame], pd.DataFrame]) -> Callable[[Path], None]:
     """Rewrite the dataset CSV through pandas (every cell read as text)."""
+
     def mutate(root: Path) -> None:
         path = dataset_path(root)
         frame = pd.read_csv(path, dtype=str, keep_default_na=False)
         change(frame).to_csv(path, index=False)
+
     return mutate
 
 
@@ -168,6 +180,7 @@ def dataset_bytes(data: bytes | Callable[[bytes], bytes]) -> Callable[[Path], No
     def mutate(root: Path) -> None:
         path = dataset_path(root)
         path.write_bytes(data(path.read_bytes()) if callable(data) else data)
+
     return mutate
 
 
@@ -175,14 +188,18 @@ def set_cell(row: int, column: str, value: str) -> Callable[[Path], None]:
     def change(frame: pd.DataFrame) -> pd.DataFrame:
         frame.loc[row, column] = value
         return frame
+
     return dataset(change)
 
 
 def add_test_row(text: str, activation: str = "0.1") -> Callable[[Path], None]:
     """Append a row in the analysed (`test`) split."""
+
     def change(frame: pd.DataFrame) -> pd.DataFrame:
-        return pd.concat([frame, pd.DataFrame([{"text": text, "activation": activation, "split": "test"}])],
-                         ignore_index=True)
+        return pd.concat(
+            [frame, pd.DataFrame([{"text": text, "activation": activation, "split": "test"}])], ignore_index=True
+        )
+
     return dataset(change)
 
 
@@ -195,6 +212,7 @@ class Moved:
 
 def retarget(layer: int, neuron: int, **extra) -> Callable[[Path], Moved]:
     """Move the run to another layer/neuron consistently: directory names, dataset, config, summary."""
+
     def mutate(root: Path) -> Moved:
         stamp = model_dir(root).parent
         new_stamp = stamp.with_name(f"neuron_l{layer}_n{neuron}_s0")
@@ -207,17 +225,20 @@ def retarget(layer: int, neuron: int, **extra) -> Callable[[Path], Moved]:
         new_root = root.with_name(f"run-neuron_l{layer}_n{neuron}")
         root.rename(new_root)
         return Moved(new_root)
+
     return mutate
 
 
 def real_base_model(change: Callable[[Path], None]) -> Callable[[Path], None]:
     """Replace the linked base model by a real copy, then damage it."""
+
     def mutate(root: Path) -> None:
         link = model_dir(root) / "base_model"
         target = link.resolve()
         link.unlink()
         shutil.copytree(target, link)
         change(link)
+
     return mutate
 
 
@@ -227,6 +248,7 @@ def both(*mutations: Callable[[Path], object]) -> Callable[[Path], Moved]:
             out = m(root)
             root = out.path if isinstance(out, Moved) else root
         return Moved(root)
+
     return mutate
 
 
@@ -234,6 +256,7 @@ def unlink(relative: Callable[[Path], Path]) -> Callable[[Path], None]:
     def mutate(root: Path) -> None:
         path = relative(root)
         shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+
     return mutate
 
 
@@ -268,8 +291,13 @@ def _half(data: bytes) -> bytes:
 
 def _hidden(n: int, d: int = D_MODEL):
     def change(state):
-        return {"hidden.weight": torch.zeros(n, d), "hidden.bias": torch.zeros(n),
-                "output.weight": torch.zeros(1, 16), "output.bias": torch.zeros(1)}
+        return {
+            "hidden.weight": torch.zeros(n, d),
+            "hidden.bias": torch.zeros(n),
+            "output.weight": torch.zeros(1, 16),
+            "output.bias": torch.zeros(1),
+        }
+
     return change
 
 
@@ -288,188 +316,385 @@ CASES = [
     Case("path_missing", lambda r: Moved(r / "no-such-run"), err("no-such-run", "does not exist")),
     Case("path_is_a_file", lambda r: Moved(config_path(r)), err("config.json", "expected a run directory")),
     # --- config.json
-    Case("config_missing", unlink(config_path),
-         err("no model directory found", "models/neuron_l1_n31_s0/best_model: no config.json")),
+    Case(
+        "config_missing",
+        unlink(config_path),
+        err("no model directory found", "models/neuron_l1_n31_s0/best_model: no config.json"),
+    ),
     Case("config_empty", config_bytes(b""), err("config.json", "empty", "expected a JSON object")),
     Case("config_truncated", config_bytes(_half), err("config.json", "not valid JSON", "line")),
     Case("config_not_json", config_bytes(b"head_type = regression\n"), err("config.json", "not valid JSON")),
     Case("config_json_list", config_bytes(b"[1, 2, 3]"), err("config.json", "expected a JSON object", "list")),
     Case("config_not_utf8", config_bytes(lambda b: b"\xff\xfe" + b), err("config.json", "not UTF-8")),
-    Case("config_deeply_nested", config_bytes(b'{"head_config": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"),
-         err("config.json", "not valid JSON")),
-    Case("config_huge_integer",
-         config_bytes(lambda b: b.replace(b'"target_layer": 1', b'"target_layer": ' + b"9" * 5000)),
-         err("config.json", "not valid JSON", "digits")),
-    Case("head_type_missing", config(head_type=DELETE),
-         err("config.json", "[head_type]", "missing", "regression, classification, token")),
-    Case("head_type_unknown", config(head_type="regresion"),
-         err("config.json", "[head_type]", "'regresion'", "regression, classification, token")),
+    Case(
+        "config_deeply_nested",
+        config_bytes(b'{"head_config": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"),
+        err("config.json", "not valid JSON"),
+    ),
+    Case(
+        "config_huge_integer",
+        config_bytes(lambda b: b.replace(b'"target_layer": 1', b'"target_layer": ' + b"9" * 5000)),
+        err("config.json", "not valid JSON", "digits"),
+    ),
+    Case(
+        "head_type_missing",
+        config(head_type=DELETE),
+        err("config.json", "[head_type]", "missing", "regression, classification, token"),
+    ),
+    Case(
+        "head_type_unknown",
+        config(head_type="regresion"),
+        err("config.json", "[head_type]", "'regresion'", "regression, classification, token"),
+    ),
     Case("head_type_number", config(head_type=3), err("config.json", "[head_type]", "regression")),
     Case("target_layer_string", config(target_layer="8"), err("config.json", "[target_layer]", "integer", "'8'")),
     Case("target_layer_float", config(target_layer=1.0), err("config.json", "[target_layer]", "integer", "1.0")),
     Case("target_neuron_negative", config(target_neuron=-1), err("config.json", "[target_neuron]", ">= 0")),
-    Case("target_neuron_alone", config(target_layer=DELETE),
-         err("config.json", "[target_layer]", "target_layer and target_neuron")),
-    Case("prepend_bos_string", config(prepend_bos="yes"),
-         err("config.json", "[prepend_bos]", "true or false", "'yes'")),
+    Case(
+        "target_neuron_alone",
+        config(target_layer=DELETE),
+        err("config.json", "[target_layer]", "target_layer and target_neuron"),
+    ),
+    Case(
+        "prepend_bos_string", config(prepend_bos="yes"), err("config.json", "[prepend_bos]", "true or false", "'yes'")
+    ),
     Case("token_pos_float", config(token_pos=1.5), err("config.json", "[token_pos]", "'last' or an integer", "1.5")),
     Case("token_pos_word", config(token_pos="first"), err("config.json", "[token_pos]", "'last' or an integer")),
     Case("head_config_empty_list", config(head_config=[]), err("config.json", "[head_config]", "object", "[]")),
     Case("head_config_list", config(head_config=[16, 0.1]), err("config.json", "[head_config]", "object", "[16, 0.1]")),
     Case("layer_type_number", config(layer_type=7), err("config.json", "[layer_type]", "string")),
-    Case("layer_type_unknown", config(layer_type="neurons"),
-         err("config.json", "[layer_type]", "blocks.1.hook_neurons", "TransformerLens hook")),
+    Case(
+        "layer_type_unknown",
+        config(layer_type="neurons"),
+        err("config.json", "[layer_type]", "blocks.1.hook_neurons", "TransformerLens hook"),
+    ),
     Case("processing_false", config(processing=False), err("config.json", "[processing]", "compat, raw", "False")),
     Case("processing_unknown", config(processing="fast"), err("config.json", "[processing]", "compat, raw", "'fast'")),
     Case("feature_layer_string", config(feature_layer="last"), err("config.json", "[feature_layer]", "integer")),
-    Case("feature_hook_not_a_vector", config(feature_hook="blocks.1.attn.hook_q"),
-         err("config.json", "[feature_hook]", "blocks.1.attn.hook_q", "one vector per token position", "[4, 8]")),
-    Case("layer_type_not_a_vector", config(layer_type="blocks.1.attn.hook_pattern"),
-         err("config.json", "[layer_type]", "blocks.1.attn.hook_pattern", "one vector per token position")),
-    Case("feature_hook_never_runs", config(feature_hook="blocks.1.attn.qkv.hook_in"),
-         err("config.json", "[feature_hook]", "blocks.1.attn.qkv.hook_in", "does not run")),
-    Case("layer_type_hook_disabled", config(layer_type="blocks.1.hook_attn_in"),
-         err("config.json", "[layer_type]", "blocks.1.hook_attn_in", "one vector per token position", "use_attn_in")),
-    Case("feature_hook_absent", config(feature_hook="blocks.7.hook_resid_post"),
-         err("config.json", "[feature_hook]", "blocks.7.hook_resid_post", "hook")),
-    Case("base_model_path_missing", config(base_model_path="elsewhere"),
-         err("elsewhere", "[base_model_path]", "config.json")),
-    Case("no_base_model_at_all", both(config(base_model_path=DELETE, base_model_name=DELETE),
-                                      unlink(lambda r: model_dir(r) / "base_model")),
-         err("config.json", "[base_model_name]", "base_model_path")),
+    Case(
+        "feature_hook_not_a_vector",
+        config(feature_hook="blocks.1.attn.hook_q"),
+        err("config.json", "[feature_hook]", "blocks.1.attn.hook_q", "one vector per token position", "[4, 8]"),
+    ),
+    Case(
+        "layer_type_not_a_vector",
+        config(layer_type="blocks.1.attn.hook_pattern"),
+        err("config.json", "[layer_type]", "blocks.1.attn.hook_pattern", "one vector per token position"),
+    ),
+    Case(
+        "feature_hook_never_runs",
+        config(feature_hook="blocks.1.attn.qkv.hook_in"),
+        err("config.json", "[feature_hook]", "blocks.1.attn.qkv.hook_in", "does not run"),
+    ),
+    Case(
+        "layer_type_hook_disabled",
+        config(layer_type="blocks.1.hook_attn_in"),
+        err("config.json", "[layer_type]", "blocks.1.hook_attn_in", "one vector per token position", "use_attn_in"),
+    ),
+    Case(
+        "feature_hook_absent",
+        config(feature_hook="blocks.7.hook_resid_post"),
+        err("config.json", "[feature_hook]", "blocks.7.hook_resid_post", "hook"),
+    ),
+    Case(
+        "base_model_path_missing",
+        config(base_model_path="elsewhere"),
+        err("elsewhere", "[base_model_path]", "config.json"),
+    ),
+    Case(
+        "no_base_model_at_all",
+        both(config(base_model_path=DELETE, base_model_name=DELETE), unlink(lambda r: model_dir(r) / "base_model")),
+        err("config.json", "[base_model_name]", "base_model_path"),
+    ),
     # --- bins (a classification head over the regression head's one output)
-    Case("bin_edges_strings", config(head_type="classification", bin_edges=["0", "0.5", "1"]),
-         err("config.json", "[bin_edges]", "list of at least 2 numbers", "'0'")),
-    Case("bin_edges_unsorted", config(head_type="classification", bin_edges=[0.0, 1.0, 0.5]),
-         err("config.json", "[bin_edges]", "strictly increasing", "[0.0, 1.0, 0.5]")),
-    Case("bin_edges_too_few", config(head_type="classification", bin_edges=[0.5]),
-         err("config.json", "[bin_edges]", "at least 2")),
-    Case("bin_edges_nan", config_bytes(lambda b: b.replace(b'"head_type": "regression"',
-                                                           b'"head_type": "classification", "bin_edges": [0, NaN]')),
-         err("config.json", "[bin_edges]", "finite")),
-    Case("bin_edges_huge_integer", config(head_type="classification", bin_edges=[0, 10**400]),
-         err("config.json", "[bin_edges]", "finite")),
-    Case("bin_edges_on_regression_head", config(bin_edges=[0.0, 0.5, 1.0]),
-         warn("config.json", "bin_edges ignored", "'regression'")),
-    Case("bins_vs_head_outputs", config(head_type="classification", bin_edges=[0.0, 0.5, 1.0]),
-         err("head.safetensors", "[output.weight]", "2 bins", "1 classes")),
+    Case(
+        "bin_edges_strings",
+        config(head_type="classification", bin_edges=["0", "0.5", "1"]),
+        err("config.json", "[bin_edges]", "list of at least 2 numbers", "'0'"),
+    ),
+    Case(
+        "bin_edges_unsorted",
+        config(head_type="classification", bin_edges=[0.0, 1.0, 0.5]),
+        err("config.json", "[bin_edges]", "strictly increasing", "[0.0, 1.0, 0.5]"),
+    ),
+    Case(
+        "bin_edges_too_few",
+        config(head_type="classification", bin_edges=[0.5]),
+        err("config.json", "[bin_edges]", "at least 2"),
+    ),
+    Case(
+        "bin_edges_nan",
+        config_bytes(
+            lambda b: b.replace(b'"head_type": "regression"', b'"head_type": "classification", "bin_edges": [0, NaN]')
+        ),
+        err("config.json", "[bin_edges]", "finite"),
+    ),
+    Case(
+        "bin_edges_huge_integer",
+        config(head_type="classification", bin_edges=[0, 10**400]),
+        err("config.json", "[bin_edges]", "finite"),
+    ),
+    Case(
+        "bin_edges_on_regression_head",
+        config(bin_edges=[0.0, 0.5, 1.0]),
+        warn("config.json", "bin_edges ignored", "'regression'"),
+    ),
+    Case(
+        "bins_vs_head_outputs",
+        config(head_type="classification", bin_edges=[0.0, 0.5, 1.0]),
+        err("head.safetensors", "[output.weight]", "2 bins", "1 classes"),
+    ),
     # --- head file
-    Case("head_missing", unlink(lambda r: model_dir(r) / "head.safetensors"),
-         err("best_model", "no head file", "head.safetensors, head.pt")),
+    Case(
+        "head_missing",
+        unlink(lambda r: model_dir(r) / "head.safetensors"),
+        err("best_model", "no head file", "head.safetensors, head.pt"),
+    ),
     Case("head_zero_bytes", head_bytes(b""), err("head.safetensors", "empty")),
     Case("head_truncated", head_bytes(_half), err("head.safetensors", "truncated or corrupt")),
     Case("head_pt_truncated", head_pt_bytes(_half), err("head.pt", "truncated or corrupt")),
-    Case("head_pt_garbage", head_bytes(b"this is not a torch file\n" * 10, "head.pt"),
-         err("head.pt", "truncated or corrupt")),
-    Case("head_pt_pickle_os_system", pickle_head(_SystemPayload),
-         err("head.pt", "refused to load", "expected a state dict of tensors", "GLOBAL", ".system")),
-    Case("head_pt_pickle_open", pickle_head(_OpenPayload),
-         err("head.pt", "refused to load", "expected a state dict of tensors", "GLOBAL io.open")),
+    Case(
+        "head_pt_garbage",
+        head_bytes(b"this is not a torch file\n" * 10, "head.pt"),
+        err("head.pt", "truncated or corrupt"),
+    ),
+    Case(
+        "head_pt_pickle_os_system",
+        pickle_head(_SystemPayload),
+        err("head.pt", "refused to load", "expected a state dict of tensors", "GLOBAL", ".system"),
+    ),
+    Case(
+        "head_pt_pickle_open",
+        pickle_head(_OpenPayload),
+        err("head.pt", "refused to load", "expected a state dict of tensors", "GLOBAL io.open"),
+    ),
     Case("head_pt_legacy_pickle", pickle_head(_SystemPayload, legacy=True), err("head.pt", "refused to load")),
-    Case("head_pt_not_tensors", both(unlink(lambda r: model_dir(r) / "head.safetensors"), lambda r: torch.save(
-        {"output.weight": [[0.0] * D_MODEL], "output.bias": [0.0]}, model_dir(r) / "head.pt")),
-         err("head.pt", "expected a state dict mapping names to tensors")),
-    Case("head_both_formats", lambda r: torch.save(head_state(r), model_dir(r) / "head.pt"),
-         err("best_model", "both head.pt and head.safetensors")),
-    Case("head_not_d_model", head(lambda s: {"output.weight": torch.zeros(1, 16), "output.bias": torch.zeros(1)}),
-         err("head.safetensors", "[output.weight]", "16", f"d_model={D_MODEL}")),
-    Case("head_hidden_not_d_model", head(_hidden(16, d=24), fmt="pt"),
-         err("head.pt", "[hidden.weight]", f"d_model={D_MODEL}", "[16, 24]")),
-    Case("head_missing_bias", head(lambda s: {"output.weight": s["output.weight"]}),
-         err("head.safetensors", "[output.bias]", "missing tensor")),
-    Case("head_two_outputs", head(lambda s: {"output.weight": torch.zeros(2, D_MODEL), "output.bias": torch.zeros(2)}),
-         err("head.safetensors", "[output.weight]", "regression head has one output")),
-    Case("head_nan", head(lambda s: {**s, "output.bias": torch.tensor([float("nan")])}),
-         err("head.safetensors", "[output.bias]", "NaN")),
+    Case(
+        "head_pt_not_tensors",
+        both(
+            unlink(lambda r: model_dir(r) / "head.safetensors"),
+            lambda r: torch.save({"output.weight": [[0.0] * D_MODEL], "output.bias": [0.0]}, model_dir(r) / "head.pt"),
+        ),
+        err("head.pt", "expected a state dict mapping names to tensors"),
+    ),
+    Case(
+        "head_both_formats",
+        lambda r: torch.save(head_state(r), model_dir(r) / "head.pt"),
+        err("best_model", "both head.pt and head.safetensors"),
+    ),
+    Case(
+        "head_not_d_model",
+        head(lambda s: {"output.weight": torch.zeros(1, 16), "output.bias": torch.zeros(1)}),
+        err("head.safetensors", "[output.weight]", "16", f"d_model={D_MODEL}"),
+    ),
+    Case(
+        "head_hidden_not_d_model",
+        head(_hidden(16, d=24), fmt="pt"),
+        err("head.pt", "[hidden.weight]", f"d_model={D_MODEL}", "[16, 24]"),
+    ),
+    Case(
+        "head_missing_bias",
+        head(lambda s: {"output.weight": s["output.weight"]}),
+        err("head.safetensors", "[output.bias]", "missing tensor"),
+    ),
+    Case(
+        "head_two_outputs",
+        head(lambda s: {"output.weight": torch.zeros(2, D_MODEL), "output.bias": torch.zeros(2)}),
+        err("head.safetensors", "[output.weight]", "regression head has one output"),
+    ),
+    Case(
+        "head_nan",
+        head(lambda s: {**s, "output.bias": torch.tensor([float("nan")])}),
+        err("head.safetensors", "[output.bias]", "NaN"),
+    ),
     # --- token heads: digit tokens
-    Case("digit_tokens_out_of_vocab", config(head_type="token", head_config={"digit_tokens": list(range(300, 310))}),
-         err("config.json", "[head_config.digit_tokens]", "outside the vocabulary", f"size {VOCAB}")),
-    Case("digit_tokens_too_few", config(head_type="token", head_config={"digit_tokens": [1, 2, 3]}),
-         err("config.json", "[head_config.digit_tokens]", "list of 10 token ids")),
-    Case("digit_tokens_strings", config(head_type="token", head_config={"digit_tokens": list("0123456789")}),
-         err("config.json", "[head_config.digit_tokens]", "list of 10 token ids")),
-    Case("feature_hook_on_token_head", config(head_type="token", feature_hook="blocks.0.hook_resid_post"),
-         warn("config.json", "feature_hook ignored for a token head", "blocks.1.hook_resid_post")),
-    Case("digit_not_a_token", both(config(head_type="token"), real_base_model(_normalize_digit)),
-         err("config.json", "[head_config.digit_tokens]", "digit 5 is not a single token")),
+    Case(
+        "digit_tokens_out_of_vocab",
+        config(head_type="token", head_config={"digit_tokens": list(range(300, 310))}),
+        err("config.json", "[head_config.digit_tokens]", "outside the vocabulary", f"size {VOCAB}"),
+    ),
+    Case(
+        "digit_tokens_too_few",
+        config(head_type="token", head_config={"digit_tokens": [1, 2, 3]}),
+        err("config.json", "[head_config.digit_tokens]", "list of 10 token ids"),
+    ),
+    Case(
+        "digit_tokens_strings",
+        config(head_type="token", head_config={"digit_tokens": list("0123456789")}),
+        err("config.json", "[head_config.digit_tokens]", "list of 10 token ids"),
+    ),
+    Case(
+        "feature_hook_on_token_head",
+        config(head_type="token", feature_hook="blocks.0.hook_resid_post"),
+        warn("config.json", "feature_hook ignored for a token head", "blocks.1.hook_resid_post"),
+    ),
+    Case(
+        "digit_not_a_token",
+        both(config(head_type="token"), real_base_model(_normalize_digit)),
+        err("config.json", "[head_config.digit_tokens]", "digit 5 is not a single token"),
+    ),
     # --- layer / neuron
-    Case("layer_out_of_range", retarget(2, 31),
-         err("config.json", "[target_layer]", "out of range", f"{N_LAYERS} layers")),
-    Case("neuron_out_of_range", retarget(1, D_MLP),
-         err("config.json", "[target_neuron]", "out of range", f"width {D_MLP}")),
-    Case("resid_neuron_out_of_range", retarget(1, 40, layer_type="resid_post"),
-         err("config.json", "[target_neuron]", "blocks.1.hook_resid_post", f"width {D_MODEL}")),
-    Case("config_vs_directory_name", config(target_neuron=30),
-         err("config.json", "[target_layer]", "disagree", "N30", "neuron_l1_n31")),
-    Case("summary_disagrees", lambda r: (r / "introspection_summary.json").write_text(
-        json.dumps({"target_layer": 1, "target_neuron": 7})),
-         err("introspection_summary.json", "disagree", "N7")),
-    Case("summary_not_json", lambda r: (r / "introspection_summary.json").write_text("{oops"),
-         err("introspection_summary.json", "not valid JSON")),
-    Case("summary_fractional", lambda r: (r / "introspection_summary.json").write_text(
-        json.dumps({"target_layer": 1.5, "target_neuron": 31})),
-         err("introspection_summary.json", "[target_layer]", "integers >= 0", "1.5")),
-    Case("summary_infinite", lambda r: (r / "introspection_summary.json").write_text(
-        '{"target_layer": 1, "target_neuron": Infinity}'),
-         err("introspection_summary.json", "[target_neuron]", "integers >= 0", "inf")),
-    Case("summary_is_a_directory", lambda r: (r / "run_introspection_summary.json").mkdir(),
-         err("run_introspection_summary.json", "not a readable file", "expected a JSON object")),
-    Case("summary_bad_types", lambda r: (r / "introspection_summary.json").write_text(
-        json.dumps({"target_layer": "one", "target_neuron": 31})),
-         err("introspection_summary.json", "[target_layer]", "integers >= 0", "'one'")),
-    Case("several_model_dirs", lambda r: shutil.copytree(model_dir(r).parent, r / "models" / "neuron_l1_n31_s1",
-                                                         symlinks=True),
-         err("several candidate model directories", "neuron_l1_n31_s0", "neuron_l1_n31_s1")),
+    Case(
+        "layer_out_of_range",
+        retarget(2, 31),
+        err("config.json", "[target_layer]", "out of range", f"{N_LAYERS} layers"),
+    ),
+    Case(
+        "neuron_out_of_range",
+        retarget(1, D_MLP),
+        err("config.json", "[target_neuron]", "out of range", f"width {D_MLP}"),
+    ),
+    Case(
+        "resid_neuron_out_of_range",
+        retarget(1, 40, layer_type="resid_post"),
+        err("config.json", "[target_neuron]", "blocks.1.hook_resid_post", f"width {D_MODEL}"),
+    ),
+    Case(
+        "config_vs_directory_name",
+        config(target_neuron=30),
+        err("config.json", "[target_layer]", "disagree", "N30", "neuron_l1_n31"),
+    ),
+    Case(
+        "summary_disagrees",
+        lambda r: (r / "introspection_summary.json").write_text(json.dumps({"target_layer": 1, "target_neuron": 7})),
+        err("introspection_summary.json", "disagree", "N7"),
+    ),
+    Case(
+        "summary_not_json",
+        lambda r: (r / "introspection_summary.json").write_text("{oops"),
+        err("introspection_summary.json", "not valid JSON"),
+    ),
+    Case(
+        "summary_fractional",
+        lambda r: (r / "introspection_summary.json").write_text(json.dumps({"target_layer": 1.5, "target_neuron": 31})),
+        err("introspection_summary.json", "[target_layer]", "integers >= 0", "1.5"),
+    ),
+    Case(
+        "summary_infinite",
+        lambda r: (r / "introspection_summary.json").write_text('{"target_layer": 1, "target_neuron": Infinity}'),
+        err("introspection_summary.json", "[target_neuron]", "integers >= 0", "inf"),
+    ),
+    Case(
+        "summary_is_a_directory",
+        lambda r: (r / "run_introspection_summary.json").mkdir(),
+        err("run_introspection_summary.json", "not a readable file", "expected a JSON object"),
+    ),
+    Case(
+        "summary_bad_types",
+        lambda r: (r / "introspection_summary.json").write_text(
+            json.dumps({"target_layer": "one", "target_neuron": 31})
+        ),
+        err("introspection_summary.json", "[target_layer]", "integers >= 0", "'one'"),
+    ),
+    Case(
+        "several_model_dirs",
+        lambda r: shutil.copytree(model_dir(r).parent, r / "models" / "neuron_l1_n31_s1", symlinks=True),
+        err("several candidate model directories", "neuron_l1_n31_s0", "neuron_l1_n31_s1"),
+    ),
     Case("no_model_dir", unlink(lambda r: r / "models"), err("no model directory found", "best_model")),
     # --- dataset
     Case("dataset_missing", unlink(dataset_path), err("no dataset", "neuron_l1_n31", "dataset_path")),
-    Case("dataset_path_missing", both(unlink(dataset_path), config(dataset_path="data.csv")),
-         err("config.json", "[dataset_path]", "data.csv", "not found")),
-    Case("dataset_is_a_directory",
-         both(unlink(dataset_path), lambda r: (r / "datasets" / "neuron_l1_n31_s0.csv").mkdir()),
-         err("neuron_l1_n31_s0.csv", "not a readable file", "expected a CSV")),
+    Case(
+        "dataset_path_missing",
+        both(unlink(dataset_path), config(dataset_path="data.csv")),
+        err("config.json", "[dataset_path]", "data.csv", "not found"),
+    ),
+    Case(
+        "dataset_is_a_directory",
+        both(unlink(dataset_path), lambda r: (r / "datasets" / "neuron_l1_n31_s0.csv").mkdir()),
+        err("neuron_l1_n31_s0.csv", "not a readable file", "expected a CSV"),
+    ),
     Case("dataset_empty", dataset_bytes(b""), err("neuron_l1_n31_s0.csv", "empty", "text, activation")),
     Case("dataset_header_only", dataset_bytes(b"text,activation,split\n"), err("neuron_l1_n31_s0.csv", "no rows")),
-    Case("dataset_truncated_quote", dataset_bytes(lambda b: b + b'"an unterminated, quote,0.1,test\n'),
-         err("neuron_l1_n31_s0.csv", "not a readable CSV")),
-    Case("dataset_no_activation", dataset(lambda f: f.rename(columns={"activation": "act"})),
-         err("neuron_l1_n31_s0.csv", "[activation]", "missing column", "act")),
-    Case("dataset_no_text", dataset(lambda f: f.rename(columns={"text": "prompt"})),
-         err("neuron_l1_n31_s0.csv", "[text]", "missing column", "prompt")),
-    Case("activation_not_numeric", set_cell(3, "activation", "high"),
-         err("neuron_l1_n31_s0.csv", "[activation]", "finite number", "line(s) 5", "'high'")),
-    Case("activation_nan", set_cell(0, "activation", "nan"),
-         err("neuron_l1_n31_s0.csv", "[activation]", "finite number", "line(s) 2")),
-    Case("activation_inf", set_cell(7, "activation", "-inf"),
-         err("neuron_l1_n31_s0.csv", "[activation]", "finite number", "line(s) 9", "(e.g. -inf)")),
-    Case("activation_blank", set_cell(1, "activation", ""),
-         err("neuron_l1_n31_s0.csv", "[activation]", "finite number", "line(s) 3")),
-    Case("dataset_not_utf8", dataset_bytes(lambda b: b.replace(b"the", b"th\xe9", 1)),
-         err("neuron_l1_n31_s0.csv", "not UTF-8", "line")),
+    Case(
+        "dataset_truncated_quote",
+        dataset_bytes(lambda b: b + b'"an unterminated, quote,0.1,test\n'),
+        err("neuron_l1_n31_s0.csv", "not a readable CSV"),
+    ),
+    Case(
+        "dataset_no_activation",
+        dataset(lambda f: f.rename(columns={"activation": "act"})),
+        err("neuron_l1_n31_s0.csv", "[activation]", "missing column", "act"),
+    ),
+    Case(
+        "dataset_no_text",
+        dataset(lambda f: f.rename(columns={"text": "prompt"})),
+        err("neuron_l1_n31_s0.csv", "[text]", "missing column", "prompt"),
+    ),
+    Case(
+        "activation_not_numeric",
+        set_cell(3, "activation", "high"),
+        err("neuron_l1_n31_s0.csv", "[activation]", "finite number", "line(s) 5", "'high'"),
+    ),
+    Case(
+        "activation_nan",
+        set_cell(0, "activation", "nan"),
+        err("neuron_l1_n31_s0.csv", "[activation]", "finite number", "line(s) 2"),
+    ),
+    Case(
+        "activation_inf",
+        set_cell(7, "activation", "-inf"),
+        err("neuron_l1_n31_s0.csv", "[activation]", "finite number", "line(s) 9", "(e.g. -inf)"),
+    ),
+    Case(
+        "activation_blank",
+        set_cell(1, "activation", ""),
+        err("neuron_l1_n31_s0.csv", "[activation]", "finite number", "line(s) 3"),
+    ),
+    Case(
+        "dataset_not_utf8",
+        dataset_bytes(lambda b: b.replace(b"the", b"th\xe9", 1)),
+        err("neuron_l1_n31_s0.csv", "not UTF-8", "line"),
+    ),
     Case("split_unknown", set_cell(2, "split", "holdout"), err("neuron_l1_n31_s0.csv", "[split]", "'holdout'")),
     Case("text_empty", set_cell(4, "text", ""), err("neuron_l1_n31_s0.csv", "[text]", "empty text", "line(s) 6")),
-    Case("duplicate_texts", dataset(lambda f: pd.concat([f, f.iloc[:3]], ignore_index=True)),
-         warn("neuron_l1_n31_s0.csv", "3 duplicate text(s)", "analysed as given")),
-    Case("activations_not_from_this_model", dataset(lambda f: f.assign(activation=f["activation"][::-1].to_numpy())),
-         warn("live activations do not match the dataset", "prepend_bos")),
-    Case("text_longer_than_context", add_test_row(LONG_TEXT),
-         warn("neuron_l1_n31_s0.csv", "longer than the model's context", f"first {N_CTX} tokens")),
-    Case("token_pos_beyond_text", config(token_pos=40),
-         err("config.json", "[token_pos]", "token_pos 40 is outside text", "tokens", "too short")),
+    Case(
+        "duplicate_texts",
+        dataset(lambda f: pd.concat([f, f.iloc[:3]], ignore_index=True)),
+        warn("neuron_l1_n31_s0.csv", "3 duplicate text(s)", "analysed as given"),
+    ),
+    Case(
+        "activations_not_from_this_model",
+        dataset(lambda f: f.assign(activation=f["activation"][::-1].to_numpy())),
+        warn("live activations do not match the dataset", "prepend_bos"),
+    ),
+    Case(
+        "text_longer_than_context",
+        add_test_row(LONG_TEXT),
+        warn("neuron_l1_n31_s0.csv", "longer than the model's context", f"first {N_CTX} tokens"),
+    ),
+    Case(
+        "token_pos_beyond_text",
+        config(token_pos=40),
+        err("config.json", "[token_pos]", "token_pos 40 is outside text", "tokens", "too short"),
+    ),
     Case("token_pos_huge", config(token_pos=10**30), err("config.json", "[token_pos]", "is outside text")),
-    Case("token_pos_negative_beyond_text", both(config(token_pos=-3), add_test_row("hi")),
-         err("config.json", "[token_pos]", "token_pos -3 is outside text", "'hi'")),
+    Case(
+        "token_pos_negative_beyond_text",
+        both(config(token_pos=-3), add_test_row("hi")),
+        err("config.json", "[token_pos]", "token_pos -3 is outside text", "'hi'"),
+    ),
     # --- the base model
-    Case("base_model_empty_dir", real_base_model(lambda d: [p.unlink() for p in d.iterdir()]),
-         err("base_model", "[base_model_path]", "no config.json")),
-    Case("base_model_config_garbage", real_base_model(lambda d: (d / "config.json").write_text("not json")),
-         err("base_model", "[base_model_path]", "could not load base model")),
-    Case("base_model_config_wrong_type", real_base_model(
-        lambda d: (d / "config.json").write_text(json.dumps({"model_type": "no-such-architecture"}))),
-         err("base_model", "[base_model_path]", "could not load base model")),
-    Case("base_model_weights_truncated", real_base_model(
-        lambda d: (d / "model.safetensors").write_bytes(_half((d / "model.safetensors").read_bytes()))),
-         err("base_model", "[base_model_path]", "could not load base model")),
+    Case(
+        "base_model_empty_dir",
+        real_base_model(lambda d: [p.unlink() for p in d.iterdir()]),
+        err("base_model", "[base_model_path]", "no config.json"),
+    ),
+    Case(
+        "base_model_config_garbage",
+        real_base_model(lambda d: (d / "config.json").write_text("not json")),
+        err("base_model", "[base_model_path]", "could not load base model"),
+    ),
+    Case(
+        "base_model_config_wrong_type",
+        real_base_model(lambda d: (d / "config.json").write_text(json.dumps({"model_type": "no-such-architecture"}))),
+        err("base_model", "[base_model_path]", "could not load base model"),
+    ),
+    Case(
+        "base_model_weights_truncated",
+        real_base_model(lambda d: (d / "model.safetensors").write_bytes(_half((d / "model.safetensors").read_bytes()))),
+        err("base_model", "[base_model_path]", "could not load base model"),
+    ),
 ]
 
 
@@ -546,7 +771,7 @@ def test_constant_ground_truth_is_undefined_everywhere(constant_run: Path) -> No
         assert corr.reason.startswith("constant"), (name, corr.reason)
         for field in ("r", "r_squared", "p_value", "spearman", "ci_low", "ci_high"):
             value = getattr(corr, field)
-            assert not (value > 0.5) and not (value < 0.5) and not (value == value), (name, field)
+            assert not (value > 0.5) and not (value < 0.5) and not (value == value), (name, field)  # noqa: PLR0124 - NaN-like
     assert (projection.head.r > 0.5) is False
     assert (projection.head.r < 0.5) is False
     assert "constant" in repr(projection.head.r)
@@ -606,8 +831,10 @@ def test_same_run_twice_gives_identical_numbers(regression_run: Path) -> None:
     np.testing.assert_array_equal(first.direction, fresh.direction)
     patch_options = dict(n_resamples=100, factors=[0, 0.5, 1, 2], seed=3)
     fresh_probe = open_probe(load_run(regression_run), "cpu")
-    assert (analyze_patching(first_probe, PatchingOptions(**patch_options)).as_dict()
-            == analyze_patching(fresh_probe, PatchingOptions(**patch_options)).as_dict())
+    assert (
+        analyze_patching(first_probe, PatchingOptions(**patch_options)).as_dict()
+        == analyze_patching(fresh_probe, PatchingOptions(**patch_options)).as_dict()
+    )
     other_seed = analyze_projection(first_probe, ProjectionOptions(**{**options, "seed": 4}))
     assert other_seed.head.r == first.head.r and other_seed.head.ci_low != first.head.ci_low
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -52,7 +53,11 @@ def test_seed_layout_is_exact(fixture: str, request: pytest.FixtureRequest) -> N
     layer, neuron = cfg["target_layer"], cfg["target_neuron"]
     stem = f"neuron_l{layer}_n{neuron}_s0"
     assert sorted(p.name for p in run_dir.iterdir()) == [
-        "datasets", "introspection_summary.json", "models", "neuronprobe_build.json"]
+        "datasets",
+        "introspection_summary.json",
+        "models",
+        "neuronprobe_build.json",
+    ]
     assert [p.name for p in (run_dir / "datasets").iterdir()] == [f"{stem}.csv"]
     assert [p.name for p in (run_dir / "models").iterdir()] == [stem]
     assert [p.name for p in (run_dir / "models" / stem).iterdir()] == ["best_model"]
@@ -75,8 +80,19 @@ def test_seed_layout_is_exact(fixture: str, request: pytest.FixtureRequest) -> N
 def test_config_keys(fixture: str, request: pytest.FixtureRequest, tiny_lm_dir: Path) -> None:
     run_dir: Path = request.getfixturevalue(fixture)
     cfg = _config(run_dir)
-    for key in ("head_type", "base_model_name", "target_layer", "target_neuron", "layer_type", "head_config",
-                "feature_layer", "token_pos", "prepend_bos", "processing", "base_model_path"):
+    for key in (
+        "head_type",
+        "base_model_name",
+        "target_layer",
+        "target_neuron",
+        "layer_type",
+        "head_config",
+        "feature_layer",
+        "token_pos",
+        "prepend_bos",
+        "processing",
+        "base_model_path",
+    ):
         assert key in cfg, key
     assert cfg["base_model_name"] == str(tiny_lm_dir)
     assert cfg["base_model_path"] == "base_model"
@@ -85,7 +101,7 @@ def test_config_keys(fixture: str, request: pytest.FixtureRequest, tiny_lm_dir: 
     assert cfg["head_config"]["dropout"] == 0.0
     if fixture == "classification_run":
         edges = cfg["bin_edges"]
-        assert len(edges) == 6 and all(b > a for a, b in zip(edges, edges[1:]))
+        assert len(edges) == 6 and all(b > a for a, b in itertools.pairwise(edges))
         train = load_run(run_dir).data.query("split == 'train'")["activation"]
         assert edges[0] == pytest.approx(train.min()) and edges[-1] == pytest.approx(train.max())
     else:
@@ -104,7 +120,11 @@ def test_head_shapes(regression_run: Path, hidden_run: Path, classification_run:
     assert {k: list(v.shape) for k, v in lin.items()} == {"output.weight": [1, d], "output.bias": [1]}
     hid = load_state_dict(load_run(hidden_run).head_path)
     assert {k: list(v.shape) for k, v in hid.items()} == {
-        "hidden.weight": [16, d], "hidden.bias": [16], "output.weight": [1, 16], "output.bias": [1]}
+        "hidden.weight": [16, d],
+        "hidden.bias": [16],
+        "output.weight": [1, 16],
+        "output.bias": [1],
+    }
     cls = load_state_dict(load_run(classification_run).head_path)
     assert {k: list(v.shape) for k, v in cls.items()} == {"output.weight": [5, d], "output.bias": [5]}
     from safetensors.torch import load_file
@@ -116,8 +136,9 @@ def test_head_shapes(regression_run: Path, hidden_run: Path, classification_run:
 # Loading after a move
 
 
-def test_run_loads_after_move_from_elsewhere(regression_run: Path, tmp_path: Path,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_run_loads_after_move_from_elsewhere(
+    regression_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     moved_root = tmp_path / "somewhere" / "else"
     moved_root.mkdir(parents=True)
     src = _copy(regression_run, tmp_path / "staging" / regression_run.name)
@@ -132,8 +153,7 @@ def test_run_loads_after_move_from_elsewhere(regression_run: Path, tmp_path: Pat
     probe = open_probe(run, "cpu")
     texts = run.analysed()["text"].tolist()
     values = probe.read(texts, [probe.neuron_hook, probe.feature_hook])
-    np.testing.assert_allclose(probe.neuron_values(values).numpy(), run.analysed()["activation"].to_numpy(),
-                               atol=1e-5)
+    np.testing.assert_allclose(probe.neuron_values(values).numpy(), run.analysed()["activation"].to_numpy(), atol=1e-5)
 
 
 def test_token_run_has_its_own_finetuned_model(token_run: Path, tiny_lm_dir: Path) -> None:
@@ -214,11 +234,15 @@ def _bytes(run_dir: Path) -> dict[str, bytes]:
     return {str(p.relative_to(run_dir)): p.read_bytes() for p in sorted(run_dir.rglob("*")) if p.is_file()}
 
 
-@pytest.mark.parametrize("options", [{"head_type": "regression"},
-                                     {"head_type": "classification", "hidden_dim": 8, "train_steps": 50},
-                                     {"head_type": "regression", "hidden_dim": 8, "train_steps": 50,
-                                      "head_format": "pt"}],
-                         ids=["linear", "classification-hidden", "hidden-pt"])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"head_type": "regression"},
+        {"head_type": "classification", "hidden_dim": 8, "train_steps": 50},
+        {"head_type": "regression", "hidden_dim": 8, "train_steps": 50, "head_format": "pt"},
+    ],
+    ids=["linear", "classification-hidden", "hidden-pt"],
+)
 def test_same_seed_same_bytes(options: dict, tiny_lm_dir: Path, tmp_path: Path) -> None:
     a = make_run(tmp_path / "a", base_model=tiny_lm_dir, layer=1, n_texts=40, **options)
     b = make_run(tmp_path / "b", base_model=tiny_lm_dir, layer=1, n_texts=40, **options)
@@ -273,16 +297,43 @@ def test_auto_neuron_is_most_variable_on_train(regression_run: Path) -> None:
 
 
 def test_explicit_options_are_recorded(tiny_lm_dir: Path, tmp_path: Path) -> None:
-    texts = ["the cat sat on the mat", "one two three four", "x = 3 + 4", "I loved the movie",
-             "the dog ran home", "5 6 7 8 9", "why was it so dull?", "Alice said hello"]
-    path = make_run(tmp_path, base_model=tiny_lm_dir, layer=0, neuron=3, texts=texts, layer_type="pre",
-                    token_pos=1, prepend_bos=True, processing="raw", feature_layer=0, test_fraction=0.25, seed=4,
-                    name="custom")
+    texts = [
+        "the cat sat on the mat",
+        "one two three four",
+        "x = 3 + 4",
+        "I loved the movie",
+        "the dog ran home",
+        "5 6 7 8 9",
+        "why was it so dull?",
+        "Alice said hello",
+    ]
+    path = make_run(
+        tmp_path,
+        base_model=tiny_lm_dir,
+        layer=0,
+        neuron=3,
+        texts=texts,
+        layer_type="pre",
+        token_pos=1,
+        prepend_bos=True,
+        processing="raw",
+        feature_layer=0,
+        test_fraction=0.25,
+        seed=4,
+        name="custom",
+    )
     assert path == tmp_path / "custom"
     run = load_run(path)
     cfg = run.config
-    assert (run.layer, run.neuron, cfg.layer_type, cfg.token_pos, cfg.prepend_bos, cfg.processing,
-            cfg.feature_layer) == (0, 3, "pre", 1, True, "raw", 0)
+    assert (
+        run.layer,
+        run.neuron,
+        cfg.layer_type,
+        cfg.token_pos,
+        cfg.prepend_bos,
+        cfg.processing,
+        cfg.feature_layer,
+    ) == (0, 3, "pre", 1, True, "raw", 0)
     assert run.data["text"].tolist() == texts
     assert (run.data["split"] == "test").sum() == 2
     probe = open_probe(run, "cpu")
@@ -291,18 +342,21 @@ def test_explicit_options_are_recorded(tiny_lm_dir: Path, tmp_path: Path) -> Non
     np.testing.assert_allclose(probe.neuron_values(values).numpy(), run.data["activation"].to_numpy(), atol=1e-5)
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"layer": 5}, "out of range"),
-    ({"layer": 1, "neuron": 10_000}, "out of range"),
-    ({"layer": 1, "head_type": "ranking"}, "head_type"),
-    ({"layer": 1, "head_format": "npz"}, "head_format"),
-    ({"layer": 1, "layer_type": "nonsense"}, "not a TransformerLens hook"),
-    ({"layer": 1, "test_fraction": 1.0}, "test_fraction"),
-    ({"layer": 1, "texts": ["a", "b"]}, "at least 4"),
-    ({"layer": 1, "head_type": "token", "feature_layer": 0}, "token head"),
-    ({"layer": 1, "name": "../escape"}, "plain directory name"),
-    ({"layer": 1, "neuron": 2, "name": "neuron_l1_n5"}, "would not load"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"layer": 5}, "out of range"),
+        ({"layer": 1, "neuron": 10_000}, "out of range"),
+        ({"layer": 1, "head_type": "ranking"}, "head_type"),
+        ({"layer": 1, "head_format": "npz"}, "head_format"),
+        ({"layer": 1, "layer_type": "nonsense"}, "not a TransformerLens hook"),
+        ({"layer": 1, "test_fraction": 1.0}, "test_fraction"),
+        ({"layer": 1, "texts": ["a", "b"]}, "at least 4"),
+        ({"layer": 1, "head_type": "token", "feature_layer": 0}, "token head"),
+        ({"layer": 1, "name": "../escape"}, "plain directory name"),
+        ({"layer": 1, "neuron": 2, "name": "neuron_l1_n5"}, "would not load"),
+    ],
+)
 def test_bad_arguments(kwargs: dict, match: str, tiny_lm_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(NeuronProbeError, match=match):
         make_run(tmp_path, base_model=tiny_lm_dir, n_texts=20, **kwargs)
@@ -315,11 +369,31 @@ def test_bad_arguments(kwargs: dict, match: str, tiny_lm_dir: Path, tmp_path: Pa
 
 def test_cli_make_run_in_process(tiny_lm_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     texts = tmp_path / "texts.csv"
-    pd.DataFrame({"text": [f"the number {i} is here" for i in range(12)] + ["NA", "null"]}).to_csv(texts,
-                                                                                                  index=False)
-    code = main(["make-run", "--base-model", str(tiny_lm_dir), "--layer", "1", "--neuron", "auto", "--texts",
-                 str(texts), "--head-type", "classification", "--n-bins", "3", "--out", str(tmp_path / "out"),
-                 "--name", "cli-{head_type}-neuron_l{layer}_n{neuron}", "--head-format", "pt", "-q"])
+    pd.DataFrame({"text": [f"the number {i} is here" for i in range(12)] + ["NA", "null"]}).to_csv(texts, index=False)
+    code = main(
+        [
+            "make-run",
+            "--base-model",
+            str(tiny_lm_dir),
+            "--layer",
+            "1",
+            "--neuron",
+            "auto",
+            "--texts",
+            str(texts),
+            "--head-type",
+            "classification",
+            "--n-bins",
+            "3",
+            "--out",
+            str(tmp_path / "out"),
+            "--name",
+            "cli-{head_type}-neuron_l{layer}_n{neuron}",
+            "--head-format",
+            "pt",
+            "-q",
+        ]
+    )
     out, err = capsys.readouterr()
     assert code == 0, err
     assert err == ""
@@ -332,13 +406,35 @@ def test_cli_make_run_in_process(tiny_lm_dir: Path, tmp_path: Path, capsys: pyte
 
 def test_cli_make_run_subprocess(tiny_lm_dir: Path, tmp_path: Path) -> None:
     texts = tmp_path / "texts.txt"
-    texts.write_text("\n".join(f"{name} has {i} apples" for i, name in enumerate(["Ann", "Bob", "Cy", "Di"] * 3))
-                     + "\n")
+    texts.write_text(
+        "\n".join(f"{name} has {i} apples" for i, name in enumerate(["Ann", "Bob", "Cy", "Di"] * 3)) + "\n"
+    )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run([sys.executable, "-m", "pytest_neuronprobe.cli", "make-run", "--base-model",
-                           str(tiny_lm_dir), "--layer", "0", "--neuron", "7", "--texts", str(texts), "--out",
-                           str(tmp_path / "out"), "--seed", "2"], capture_output=True, text=True, env=env,
-                          cwd=tmp_path, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest_neuronprobe.cli",
+            "make-run",
+            "--base-model",
+            str(tiny_lm_dir),
+            "--layer",
+            "0",
+            "--neuron",
+            "7",
+            "--texts",
+            str(texts),
+            "--out",
+            str(tmp_path / "out"),
+            "--seed",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     path = Path(proc.stdout.strip().splitlines()[-1])
     assert path == tmp_path / "out" / "regression-neuron_l0_n7-seed2"
@@ -346,12 +442,15 @@ def test_cli_make_run_subprocess(tiny_lm_dir: Path, tmp_path: Path) -> None:
     assert load_run(path).neuron == 7
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["make-run", "--layer", "1"], "--base-model"),
-    (["make-run", "--base-model", "x", "--layer", "1", "--neuron", "many"], "'auto'"),
-    (["make-run", "--base-model", "x", "--layer", "1", "--head-type", "ranking"], "invalid choice"),
-    (["frobnicate"], "invalid choice"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["make-run", "--layer", "1"], "--base-model"),
+        (["make-run", "--base-model", "x", "--layer", "1", "--neuron", "many"], "'auto'"),
+        (["make-run", "--base-model", "x", "--layer", "1", "--head-type", "ranking"], "invalid choice"),
+        (["frobnicate"], "invalid choice"),
+    ],
+)
 def test_cli_usage_errors_exit_2(argv: list[str], message: str, capsys: pytest.CaptureFixture) -> None:
     assert main(argv) == 2
     assert message in capsys.readouterr().err
@@ -362,16 +461,46 @@ def test_cli_input_errors_exit_2(tiny_lm_dir: Path, tmp_path: Path, capsys: pyte
     err = capsys.readouterr().err
     assert code == 2
     assert err.startswith("neuronprobe: error: ") and "layer 9 is out of range" in err
-    assert main(["make-run", "--base-model", str(tiny_lm_dir), "--layer", "0", "--texts",
-                 str(tmp_path / "missing.txt"), "--out", str(tmp_path), "-q"]) == 2
+    assert (
+        main(
+            [
+                "make-run",
+                "--base-model",
+                str(tiny_lm_dir),
+                "--layer",
+                "0",
+                "--texts",
+                str(tmp_path / "missing.txt"),
+                "--out",
+                str(tmp_path),
+                "-q",
+            ]
+        )
+        == 2
+    )
     assert "texts file not found" in capsys.readouterr().err
 
 
 def test_cli_subprocess_bad_argument_exits_2(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run([sys.executable, "-m", "pytest_neuronprobe.cli", "make-run", "--base-model",
-                           str(tmp_path / "no-such-model"), "--layer", "0", "-q"], capture_output=True, text=True,
-                          env=env, cwd=tmp_path, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest_neuronprobe.cli",
+            "make-run",
+            "--base-model",
+            str(tmp_path / "no-such-model"),
+            "--layer",
+            "0",
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert proc.returncode == 2
     assert proc.stderr.startswith("neuronprobe: error: ")
     assert "Traceback" not in proc.stderr

@@ -17,8 +17,8 @@ import pytest
 from pytest_neuronprobe.analyses import cache as C
 from pytest_neuronprobe.analyses.joint import JointOptions
 from pytest_neuronprobe.analyses.options import PatchingOptions, ProjectionOptions
-from pytest_neuronprobe.pytest import session as S
 from pytest_neuronprobe.core.digests import tree_digest
+from pytest_neuronprobe.pytest import session as S
 
 #: Cheap analyses on the tiny runs.
 PROJ = {"n_resamples": 20, "null_directions": 5}
@@ -44,8 +44,9 @@ def _session(run: Path, cache_dir: Path | None) -> S.NeuronSession:
     return S.NeuronSession(S.Settings(runs=(run,), cache_dir=cache_dir))
 
 
-def _analyse(run: Path, cache_dir: Path | None, proj: dict | None = None, patch: dict | None = None
-             ) -> tuple[Any, Any, S.NeuronSession]:
+def _analyse(
+    run: Path, cache_dir: Path | None, proj: dict | None = None, patch: dict | None = None
+) -> tuple[Any, Any, S.NeuronSession]:
     s = _session(run, cache_dir)
     label = s.labels[0]
     p = s.projection(label, s.projection_options(dict(PROJ, **(proj or {}))))
@@ -186,7 +187,7 @@ def test_corrupt_entry_is_recomputed_and_repaired(damage: str, run_copy: Path, t
     assert _cached(s2) == 0
     _same(p1, p2)
     _same(q1, q2)
-    p3, q3, s3 = _analyse(run_copy, cache_dir)
+    p3, _, s3 = _analyse(run_copy, cache_dir)
     assert _cached(s3) == 2
     _same(p1, p3)
 
@@ -200,9 +201,13 @@ def test_no_cache_dir_reads_and_writes_nothing(run_copy: Path, tmp_path: Path) -
 def _value() -> dict[str, Any]:
     from pytest_neuronprobe.analyses.stats import Correlation, Undefined
 
-    return {"x": np.arange(200_000, dtype=np.float64), "c": Correlation(r=0.5, r_squared=0.25, p_value=0.01,
-                                                                    spearman=0.4, n=10, ci_low=0.1, ci_high=0.8),
-            "u": Undefined("constant"), "t": (1, 2.5, float("nan"), np.float32(1.5)), "s": ["a", "b"]}
+    return {
+        "x": np.arange(200_000, dtype=np.float64),
+        "c": Correlation(r=0.5, r_squared=0.25, p_value=0.01, spearman=0.4, n=10, ci_low=0.1, ci_high=0.8),
+        "u": Undefined("constant"),
+        "t": (1, 2.5, float("nan"), np.float32(1.5)),
+        "s": ["a", "b"],
+    }
 
 
 def _check_value(v: Any) -> None:
@@ -284,10 +289,12 @@ print("ok")
 def test_concurrent_process_writers_leave_a_valid_entry(tmp_path: Path) -> None:
     key = "fe" + "d" * 62
     code = WRITER.format(tests=str(Path(__file__).parent), dir=str(tmp_path / "c"), key=key)
-    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True) for _ in range(3)]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(3)
+    ]
     outs = [p.communicate(timeout=300) for p in procs]
-    for p, (out, err) in zip(procs, outs):
+    for p, (out, err) in zip(procs, outs, strict=True):
         assert p.returncode == 0 and out.strip() == "ok", err
     _check_value(C.ResultCache(tmp_path / "c").get(key))
     assert [p.name for p in (tmp_path / "c").rglob("*") if p.is_file()] == [f"{key}.npz"]
@@ -314,8 +321,9 @@ def test_cache_clear_command_removes_entries_only(tmp_path: Path, capsys: pytest
     assert main(["cache", "clear", "--dir", str(keep)]) == 2
 
 
-def test_cache_clear_defaults_to_pytest_cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_cache_clear_defaults_to_pytest_cache_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     from pytest_neuronprobe.cli import main
 
     monkeypatch.chdir(tmp_path)
@@ -367,6 +375,6 @@ def test_runs_sharing_a_model_by_content_each_name_their_own(regression_run: Pat
     assert probes[0].model is probes[1].model
     assert "(the same files as" in lines[-1] and "loaded once" in lines[-1]
     records = [provenance(p) for p in probes]
-    for run, record in zip(runs, records):
+    for run, record in zip(runs, records, strict=True):
         assert Path(record["model_source"]).is_relative_to(run)
     assert records[0]["model_sha256"] == records[1]["model_sha256"] is not None

@@ -21,23 +21,38 @@ from pytest_neuronprobe.core.errors import NeuronProbeError
 ABSENT = "absent: the neuron is not an MLP neuron (layer_type is not pre/post)"
 
 
-def corr(r: float | None, lo: float | None, hi: float | None, n: int = 500,
-         reason: str | None = None) -> dict[str, Any]:
-    d: dict[str, Any] = {"correlation": r, "r_squared": None if r is None else r * r,
-                         "p_value": None if r is None else 1e-12, "spearman": r,
-                         "ci_low": lo, "ci_high": hi, "n": n}
+def corr(
+    r: float | None, lo: float | None, hi: float | None, n: int = 500, reason: str | None = None
+) -> dict[str, Any]:
+    d: dict[str, Any] = {
+        "correlation": r,
+        "r_squared": None if r is None else r * r,
+        "p_value": None if r is None else 1e-12,
+        "spearman": r,
+        "ci_low": lo,
+        "ci_high": hi,
+        "n": n,
+    }
     if reason is not None:
         d["reason"] = reason
     return d
 
 
-def make_summary(name: str = "gpt2_neuron_l8_n481", *, head: tuple = (0.791, 0.742, 0.833),
-                 patching: bool = True, mlp: bool = True) -> dict[str, Any]:
+def make_summary(
+    name: str = "gpt2_neuron_l8_n481", *, head: tuple = (0.791, 0.742, 0.833), patching: bool = True, mlp: bool = True
+) -> dict[str, Any]:
     """A SPEC §5 summary with hand-picked numbers."""
     undefined = corr(None, None, None, reason=ABSENT)
     return {
-        "run": {"path": f"/runs/{name}", "name": name, "target_layer": 8, "target_neuron": 481,
-                "head_type": "regression", "base_model": "gpt2", "split": "test"},
+        "run": {
+            "path": f"/runs/{name}",
+            "name": name,
+            "target_layer": 8,
+            "target_neuron": 481,
+            "head_type": "regression",
+            "base_model": "gpt2",
+            "split": "test",
+        },
         "dataset_size": 500,
         "weight_similarities": {"head_input": 0.12, "head_output": 0.45, "input_output": -0.02},
         "projections": {
@@ -48,15 +63,34 @@ def make_summary(name: str = "gpt2_neuron_l8_n481", *, head: tuple = (0.791, 0.7
             "neuron_dir": corr(0.22, 0.13, 0.30) if mlp else undefined,
             "live": corr(1.0, 1.0, 1.0),
         },
-        "null": {"random": {"observed": head[0], "p_value": 0.005, "percentile_95": 0.2,
-                            "selectivity": head[0] - 0.2, "n_null": 200},
-                 "neurons": None},
-        "patching": None if not patching else {
-            "mode": "scale", "factors": [0, 0.25, 0.5], "n_texts": 50,
-            "baseline_correlation": 0.8, "slope": 0.95, "intercept": 0.01, "r_squared": 0.9,
-            "slope_ci_low": 0.9, "slope_ci_high": 1.02, "avg_activation_changes": [],
-            "avg_prediction_changes": [], "per_input": [], "direct_slope": 0.5,
-            "direct_fraction": 0.526},
+        "null": {
+            "random": {
+                "observed": head[0],
+                "p_value": 0.005,
+                "percentile_95": 0.2,
+                "selectivity": head[0] - 0.2,
+                "n_null": 200,
+            },
+            "neurons": None,
+        },
+        "patching": None
+        if not patching
+        else {
+            "mode": "scale",
+            "factors": [0, 0.25, 0.5],
+            "n_texts": 50,
+            "baseline_correlation": 0.8,
+            "slope": 0.95,
+            "intercept": 0.01,
+            "r_squared": 0.9,
+            "slope_ci_low": 0.9,
+            "slope_ci_high": 1.02,
+            "avg_activation_changes": [],
+            "avg_prediction_changes": [],
+            "per_input": [],
+            "direct_slope": 0.5,
+            "direct_fraction": 0.526,
+        },
     }
 
 
@@ -65,8 +99,7 @@ def metrics() -> dict[str, Metric]:
     return flatten(make_summary())
 
 
-def judge(text: str, metrics: dict[str, Metric], baseline: dict[str, Metric] | None = None,
-          how: str = "bound"):
+def judge(text: str, metrics: dict[str, Metric], baseline: dict[str, Metric] | None = None, how: str = "bound"):
     return evaluate(parse_claim(text, judge=how), metrics, baseline)
 
 
@@ -219,7 +252,7 @@ def test_parse_claim_names_the_whole_claim() -> None:
         ("projection.head.r < 0.833", False, True, "ci_high"),
         ("projection.head.r < 0.9", True, True, "ci_high"),
         ("projection.head.r 0.8 +- 0.1", True, True, "interval"),
-        ("projection.head.r 0.8 +- 0.05", False, True, "interval"),   # low end outside
+        ("projection.head.r 0.8 +- 0.05", False, True, "interval"),  # low end outside
         ("projection.head.r 0.75 +- 0.05", False, True, "interval"),  # high end outside
         ("projection.head.r 0.9 +- 0.05", False, False, "interval"),
         ("projection.head.r between 0.742 and 0.833", True, True, "interval"),
@@ -239,8 +272,10 @@ def test_thresholds_bound_and_estimate(metrics, text, bound, estimate, judged_on
 
 def test_message_matches_the_documented_shape(metrics) -> None:
     v = judge("projection.head.r >= 0.8", metrics)
-    assert v.message == ("projection.head.r >= 0.8 failed: judged on the 95% interval's lower bound "
-                         "ci_low=0.742 (estimate r=0.791, interval [0.742, 0.833], n=500)")
+    assert v.message == (
+        "projection.head.r >= 0.8 failed: judged on the 95% interval's lower bound "
+        "ci_low=0.742 (estimate r=0.791, interval [0.742, 0.833], n=500)"
+    )
     assert v.values == {"estimate": 0.791, "ci_low": 0.742, "ci_high": 0.833, "threshold": 0.8}
     v = judge("patching.slope 1.0 +- 0.1", metrics)
     assert v.passed and "whole 95% interval [0.9, 1.02] against [0.9, 1.1]" in v.message
@@ -262,13 +297,19 @@ def test_bound_inside_but_estimate_outside_fails() -> None:
 
 
 def test_metrics_without_interval_are_judged_on_the_estimate(metrics) -> None:
-    for text, ok in [("dataset_size == 500", True), ("dataset_size == 499", False),
-                     ("projection.head.n >= 500", True), ("projection.head.n > 500", False),
-                     ("projection.head.p_value <= 1e-10", True), ("projection.head.p_value < 1e-12", False),
-                     ("projection.weights.input_output < 0", True),
-                     ("projection.weights.input_output between -0.01 and 0", False),
-                     ("projection.weights.input_output -0.02 +- 0", True),
-                     ("patching.r_squared >= 0.9", True), ("patching.r_squared > 0.9", False)]:
+    for text, ok in [
+        ("dataset_size == 500", True),
+        ("dataset_size == 499", False),
+        ("projection.head.n >= 500", True),
+        ("projection.head.n > 500", False),
+        ("projection.head.p_value <= 1e-10", True),
+        ("projection.head.p_value < 1e-12", False),
+        ("projection.weights.input_output < 0", True),
+        ("projection.weights.input_output between -0.01 and 0", False),
+        ("projection.weights.input_output -0.02 +- 0", True),
+        ("patching.r_squared >= 0.9", True),
+        ("patching.r_squared > 0.9", False),
+    ]:
         v = judge(text, metrics)
         assert (v.passed, v.judged_on) == (ok, "estimate"), v.message
 
@@ -282,8 +323,17 @@ def test_equality_on_an_interval_metric_compares_the_estimate(metrics) -> None:
 # evaluate: undefined never passes
 # ---------------------------------------------------------------------------------------------
 
-FORMS = [">= 0", "> -1", "<= 1", "< 2", "== 0.61", "0 +- 10", "between -10 and 10",
-         ">= baseline - 10", "baseline +- 10"]
+FORMS = [
+    ">= 0",
+    "> -1",
+    "<= 1",
+    "< 2",
+    "== 0.61",
+    "0 +- 10",
+    "between -10 and 10",
+    ">= baseline - 10",
+    "baseline +- 10",
+]
 
 
 @pytest.mark.parametrize("form", FORMS)
@@ -340,12 +390,12 @@ def test_baseline_arithmetic(metrics) -> None:
     assert "threshold 0.75 from >= baseline - 0.05 with baseline r=0.8" in v.message
     assert judge("projection.head.r >= baseline - 0.05", metrics, base, how="estimate").passed
     assert judge("projection.head.r >= baseline - 0.06", metrics, base).passed
-    assert judge("projection.head.r >= baseline * 0.9", metrics, base).passed      # 0.72
+    assert judge("projection.head.r >= baseline * 0.9", metrics, base).passed  # 0.72
     assert not judge("projection.head.r >= baseline * 0.95", metrics, base).passed  # 0.76
-    assert judge("projection.head.r <= baseline + 0.05", metrics, base).passed     # 0.85
+    assert judge("projection.head.r <= baseline + 0.05", metrics, base).passed  # 0.85
     assert not judge("projection.head.r <= baseline + 0.03", metrics, base).passed  # 0.83
-    assert judge("projection.head.r baseline +- 0.06", metrics, base).passed       # [0.74, 0.86]
-    assert not judge("projection.head.r baseline +- 0.05", metrics, base).passed   # [0.75, 0.85]
+    assert judge("projection.head.r baseline +- 0.06", metrics, base).passed  # [0.74, 0.86]
+    assert not judge("projection.head.r baseline +- 0.05", metrics, base).passed  # [0.75, 0.85]
 
 
 def test_baseline_missing(metrics) -> None:
@@ -422,9 +472,14 @@ def test_load_claims_structure_and_lines(tmp_path: Path) -> None:
     assert claims[0].where == f"{path}:6"
 
     results = evaluate_all(claims, make_summary())
-    assert [c.metric for c, _ in results] == ["projection.head.r", "projection.live.r",
-                                              "projection.live.r", "projection.input.p_value",
-                                              "patching.slope", "dataset_size"]
+    assert [c.metric for c, _ in results] == [
+        "projection.head.r",
+        "projection.live.r",
+        "projection.live.r",
+        "projection.input.p_value",
+        "patching.slope",
+        "dataset_size",
+    ]
     assert all(v.passed for _, v in results), [v.message for _, v in results]
     assert evaluate_all(claims, make_summary(name="other")) == []
 
@@ -445,8 +500,12 @@ def test_empty_claims_file(tmp_path: Path) -> None:
     [
         ("projection.head.r: >= 0.8\n", 1, None, "quote expressions that start with '>'"),
         ("a: 1\nprojection.head.r: [>= 0.8]\n", 2, None, "quote expressions that start with '>'"),
-        ("\n\nprojection.head.r: '>== 0.8'\n", 3, "projection.head.r",
-         "cannot parse claim 'projection.head.r: >== 0.8'"),
+        (
+            "\n\nprojection.head.r: '>== 0.8'\n",
+            3,
+            "projection.head.r",
+            "cannot parse claim 'projection.head.r: >== 0.8'",
+        ),
         ("projection.head.r: '>= 0.8'\ndataset_size: 500\n", 2, "dataset_size", "a bare number is not a claim"),
         ("projection.head.r:\n", 1, "projection.head.r", "got nothing"),
         ("options:\n  judge: mean\n", 2, "options.judge", "judge must be one of bound, estimate"),
@@ -492,9 +551,11 @@ def test_claim_is_frozen_and_run_glob() -> None:
 
 
 def test_pure_modules_do_not_import_pytest() -> None:
-    code = ("import sys; import pytest_neuronprobe.claims.loader, pytest_neuronprobe.compare, "
-            "pytest_neuronprobe.baseline, pytest_neuronprobe.core.formatting; "
-            "sys.exit(1 if 'pytest' in sys.modules or '_pytest' in sys.modules else 0)")
+    code = (
+        "import sys; import pytest_neuronprobe.claims.loader, pytest_neuronprobe.compare, "
+        "pytest_neuronprobe.baseline, pytest_neuronprobe.core.formatting; "
+        "sys.exit(1 if 'pytest' in sys.modules or '_pytest' in sys.modules else 0)"
+    )
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 

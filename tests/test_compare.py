@@ -29,38 +29,77 @@ ABSENT = "absent: the neuron is not an MLP neuron (layer_type is not pre/post)"
 
 
 def corr(r: float | None, n: int = 500, reason: str | None = None) -> dict[str, Any]:
-    d: dict[str, Any] = {"correlation": r, "r_squared": None if r is None else r * r,
-                         "p_value": None if r is None else 1e-9, "spearman": r,
-                         "ci_low": None if r is None else r - 0.04,
-                         "ci_high": None if r is None else min(1.0, r + 0.04), "n": n}
+    d: dict[str, Any] = {
+        "correlation": r,
+        "r_squared": None if r is None else r * r,
+        "p_value": None if r is None else 1e-9,
+        "spearman": r,
+        "ci_low": None if r is None else r - 0.04,
+        "ci_high": None if r is None else min(1.0, r + 0.04),
+        "n": n,
+    }
     if reason is not None:
         d["reason"] = reason
     return d
 
 
-def make_summary(name: str = "gpt2_neuron_l8_n481", *, head: float = 0.8, slope: float | None = 0.95,
-                 mlp: bool = True, patching: bool = True) -> dict[str, Any]:
+def make_summary(
+    name: str = "gpt2_neuron_l8_n481",
+    *,
+    head: float = 0.8,
+    slope: float | None = 0.95,
+    mlp: bool = True,
+    patching: bool = True,
+) -> dict[str, Any]:
     """A SPEC §5 summary with hand-picked numbers."""
     return {
-        "run": {"path": f"/runs/{name}", "name": name, "target_layer": 8, "target_neuron": 481,
-                "head_type": "regression", "base_model": "gpt2", "split": "all"},
+        "run": {
+            "path": f"/runs/{name}",
+            "name": name,
+            "target_layer": 8,
+            "target_neuron": 481,
+            "head_type": "regression",
+            "base_model": "gpt2",
+            "split": "all",
+        },
         "dataset_size": 500,
         "weight_similarities": {"head_input": 0.12, "head_output": 0.45, "input_output": -0.02},
         "projections": {
-            "prediction": corr(0.93), "head": corr(head),
+            "prediction": corr(0.93),
+            "head": corr(head),
             "input": corr(0.61) if mlp else corr(None, reason=ABSENT),
             "output": corr(0.35) if mlp else corr(None, reason=ABSENT),
             "neuron_dir": corr(0.22) if mlp else corr(None, reason=ABSENT),
             "live": corr(1.0),
         },
-        "null": {"random": {"observed": head, "p_value": 0.005, "percentile_95": 0.2,
-                            "selectivity": head - 0.2, "n_null": 200}, "neurons": None},
-        "patching": None if not patching else {
-            "mode": "scale", "factors": [0, 0.5, 1.0], "n_texts": 40, "baseline_correlation": 0.8,
-            "slope": slope, "intercept": 0.01, "r_squared": 0.9,
+        "null": {
+            "random": {
+                "observed": head,
+                "p_value": 0.005,
+                "percentile_95": 0.2,
+                "selectivity": head - 0.2,
+                "n_null": 200,
+            },
+            "neurons": None,
+        },
+        "patching": None
+        if not patching
+        else {
+            "mode": "scale",
+            "factors": [0, 0.5, 1.0],
+            "n_texts": 40,
+            "baseline_correlation": 0.8,
+            "slope": slope,
+            "intercept": 0.01,
+            "r_squared": 0.9,
             "slope_ci_low": None if slope is None else slope - 0.05,
-            "slope_ci_high": None if slope is None else slope + 0.05, "avg_activation_changes": [],
-            "avg_prediction_changes": [], "per_input": [], "direct_slope": 0.5, "direct_fraction": 0.5},
+            "slope_ci_high": None if slope is None else slope + 0.05,
+            "avg_activation_changes": [],
+            "avg_prediction_changes": [],
+            "per_input": [],
+            "direct_slope": 0.5,
+            "direct_fraction": 0.5,
+        },
     }
 
 
@@ -156,9 +195,13 @@ def test_diff_rows_chosen_metrics_and_globs() -> None:
 
 
 def test_format_table() -> None:
-    rows = [Row("projection.head.r", 0.8, 0.75, -0.05), Row("projection.input.r", 0.61, None, None),
-            Row("patching.slope", 0.9, 0.93456, 0.03456), Row("dataset_size", 500, 510, 10),
-            Row("projection.head.p_value", 1e-9, 2e-12, 2e-12 - 1e-9)]
+    rows = [
+        Row("projection.head.r", 0.8, 0.75, -0.05),
+        Row("projection.input.r", 0.61, None, None),
+        Row("patching.slope", 0.9, 0.93456, 0.03456),
+        Row("dataset_size", 500, 510, 10),
+        Row("projection.head.p_value", 1e-9, 2e-12, 2e-12 - 1e-9),
+    ]
     text = format_table(rows, "run gpt2")
     lines = text.splitlines()
     assert lines[0] == "run gpt2"
@@ -231,8 +274,11 @@ def test_report_directories_with_two_runs(two_reports, capsys) -> None:
     code, out, err = run_main([base, now, "--fail", "projection.head.r < baseline - 0.05"], capsys)
     assert code == 1 and err == ""
     assert "run r1" in out and "run r2" in out
-    assert re.search(r"FAILED\s+projection.head.r < baseline - 0.05: the regression condition holds "
-                     r"\(now 0.7000, baseline 0.8000, RHS 0.7500\)", out)
+    assert re.search(
+        r"FAILED\s+projection.head.r < baseline - 0.05: the regression condition holds "
+        r"\(now 0.7000, baseline 0.8000, RHS 0.7500\)",
+        out,
+    )
     assert re.search(r"ok\s+projection.head.r < baseline - 0.05", out)  # r2 improved
     assert "only in the baseline (not compared): old" in out
     assert "only in the current summaries (not compared): new" in out
@@ -309,16 +355,22 @@ def test_add_compare_parser_wires_into_a_cli(tmp_path: Path, capsys) -> None:
 
 
 def test_compare_summaries_api() -> None:
-    text, code = compare_summaries({"r": make_summary("r")}, {"r": make_summary("r", head=0.9)},
-                                   metrics=["projection.head.r"], fail=["projection.head.r > baseline"])
+    text, code = compare_summaries(
+        {"r": make_summary("r")},
+        {"r": make_summary("r", head=0.9)},
+        metrics=["projection.head.r"],
+        fail=["projection.head.r > baseline"],
+    )
     assert code == 1 and "+0.1000" in text
 
 
 def test_compare_main_runs_outside_pytest(tmp_path: Path) -> None:
     a = write_summary(tmp_path / "a", make_summary(head=0.8))
     b = write_summary(tmp_path / "b", make_summary(head=0.7))
-    code = ("import sys; from pytest_neuronprobe.cli import compare_main; "
-            f"sys.exit(compare_main([{str(a)!r}, {str(b)!r}, '--fail', 'projection.head.r < baseline - 0.05']))")
+    code = (
+        "import sys; from pytest_neuronprobe.cli import compare_main; "
+        f"sys.exit(compare_main([{str(a)!r}, {str(b)!r}, '--fail', 'projection.head.r < baseline - 0.05']))"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 1, proc.stderr
     assert "FAILED  projection.head.r < baseline - 0.05" in proc.stdout

@@ -24,7 +24,8 @@ OPTIONS = (ProjectionOptions(n_resamples=100, null_directions=20), PatchingOptio
 needs_cuda = pytest.mark.skipif(
     not torch.cuda.is_available(),
     reason=f"CUDA is not available here (torch {torch.__version__}, CUDA build: {torch.version.cuda or 'none'}): "
-           "the CPU-vs-CUDA agreement check did not run")
+    "the CPU-vs-CUDA agreement check did not run",
+)
 
 
 @needs_cuda

@@ -14,47 +14,114 @@ from __future__ import annotations
 import json
 import math
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from run_copies import config_path, copy_run, dataset_path
 
-from pytest_neuronprobe.core.errors import NeuronProbeError
-from pytest_neuronprobe.core.probe import open_probe
 from pytest_neuronprobe.analyses.options import ProjectionOptions
 from pytest_neuronprobe.analyses.projection import analyze_projection
+from pytest_neuronprobe.core.errors import NeuronProbeError
+from pytest_neuronprobe.core.probe import open_probe
 from pytest_neuronprobe.core.runs import load_run
 
-from run_copies import copy_run, config_path, dataset_path
-
-
 MAX_EXAMPLES = 150
-FUZZ = settings(max_examples=MAX_EXAMPLES, deadline=None, database=None,
-                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+FUZZ = settings(
+    max_examples=MAX_EXAMPLES,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 
-CONFIG_KEYS = ["head_type", "base_model_name", "target_layer", "target_neuron", "layer_type", "head_config",
-               "bin_edges", "feature_layer", "feature_hook", "token_pos", "prepend_bos", "processing",
-               "base_model_path", "dataset_path"]
+CONFIG_KEYS = [
+    "head_type",
+    "base_model_name",
+    "target_layer",
+    "target_neuron",
+    "layer_type",
+    "head_config",
+    "bin_edges",
+    "feature_layer",
+    "feature_hook",
+    "token_pos",
+    "prepend_bos",
+    "processing",
+    "base_model_path",
+    "dataset_path",
+]
 
 #: Random JSON: any value a config key could be given.
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
-    max_leaves=8)
+    max_leaves=8,
+)
 
 #: Values that mean something to some key, so that many examples get past validation.
-PLAUSIBLE = st.sampled_from([
-    "regression", "classification", "token", "last", "post", "pre", "mlp_out", "resid_post", "attn_out",
-    "blocks.1.mlp.hook_post", "blocks.0.hook_resid_post", "compat", "raw", "base_model", True, False, None,
-    -1, 0, 1, 2, 3, 31, 127, 128, -65, 63, 64, [0.0, 0.5], [0.0, 0.5, 1.0], [1.0, 0.0], {"hidden_dim": 16},
-    {"digit_tokens": list(range(10))}, {"digit_tokens": list(range(295, 305))}, "", "8", 1.5, [], {},
-    10**30, -10**30, 1e308, -1e-308, "blocks.1.attn.hook_q", "blocks.1.ln2.hook_scale", "hook_embed",
-    "blocks.1.attn.hook_pattern", "blocks.1.attn.qkv.hook_in", "blocks.1.hook_attn_in", "embed.hook_in",
-    ".", "..", "/", "base_model/", "../../../datasets/neuron_l1_n31_s0.csv",
-])
+PLAUSIBLE = st.sampled_from(
+    [
+        "regression",
+        "classification",
+        "token",
+        "last",
+        "post",
+        "pre",
+        "mlp_out",
+        "resid_post",
+        "attn_out",
+        "blocks.1.mlp.hook_post",
+        "blocks.0.hook_resid_post",
+        "compat",
+        "raw",
+        "base_model",
+        True,
+        False,
+        None,
+        -1,
+        0,
+        1,
+        2,
+        3,
+        31,
+        127,
+        128,
+        -65,
+        63,
+        64,
+        [0.0, 0.5],
+        [0.0, 0.5, 1.0],
+        [1.0, 0.0],
+        {"hidden_dim": 16},
+        {"digit_tokens": list(range(10))},
+        {"digit_tokens": list(range(295, 305))},
+        "",
+        "8",
+        1.5,
+        [],
+        {},
+        10**30,
+        -(10**30),
+        1e308,
+        -1e-308,
+        "blocks.1.attn.hook_q",
+        "blocks.1.ln2.hook_scale",
+        "hook_embed",
+        "blocks.1.attn.hook_pattern",
+        "blocks.1.attn.qkv.hook_in",
+        "blocks.1.hook_attn_in",
+        "embed.hook_in",
+        ".",
+        "..",
+        "/",
+        "base_model/",
+        "../../../datasets/neuron_l1_n31_s0.csv",
+    ]
+)
 
 
 def _swap_type(value: Any) -> Any:
@@ -114,6 +181,7 @@ def whole_chain(path: Path) -> Any:
     def chain():
         run = load_run(path)
         return analyze_projection(open_probe(run, "cpu"), ProjectionOptions(n_resamples=0, null_directions=0))
+
     return expect_clean(chain)
 
 
@@ -174,13 +242,21 @@ def test_fuzz_config_bytes(run_copy: Path, record_property) -> None:
     count = 0
 
     @FUZZ
-    @given(cut=st.integers(0, len(original)), tail=st.binary(max_size=16), flip=st.integers(0, len(original) - 1),
-           byte=st.integers(0, 255), how=st.sampled_from(["truncate", "append", "flip"]))
+    @given(
+        cut=st.integers(0, len(original)),
+        tail=st.binary(max_size=16),
+        flip=st.integers(0, len(original) - 1),
+        byte=st.integers(0, 255),
+        how=st.sampled_from(["truncate", "append", "flip"]),
+    )
     def check(cut, tail, flip, byte, how):
         nonlocal count
         count += 1
-        data = {"truncate": original[:cut], "append": original + tail,
-                "flip": original[:flip] + bytes([byte]) + original[flip + 1:]}[how]
+        data = {
+            "truncate": original[:cut],
+            "append": original + tail,
+            "flip": original[:flip] + bytes([byte]) + original[flip + 1 :],
+        }[how]
         path.write_bytes(data)
         expect_clean(lambda: load_run(run_copy))
 
@@ -213,13 +289,20 @@ def test_fuzz_head_bytes(run_copy: Path, record_property) -> None:
     count = 0
 
     @FUZZ
-    @given(cut=st.integers(0, len(original)), junk=st.binary(min_size=1, max_size=8),
-           how=st.sampled_from(["truncate", "append", "replace"]), analyse=st.integers(0, 2))
+    @given(
+        cut=st.integers(0, len(original)),
+        junk=st.binary(min_size=1, max_size=8),
+        how=st.sampled_from(["truncate", "append", "replace"]),
+        analyse=st.integers(0, 2),
+    )
     def check(cut, junk, how, analyse):
         nonlocal count
         count += 1
-        data = {"truncate": original[:cut], "append": original + junk,
-                "replace": original[:cut] + junk + original[cut + len(junk):]}[how]
+        data = {
+            "truncate": original[:cut],
+            "append": original + junk,
+            "replace": original[:cut] + junk + original[cut + len(junk) :],
+        }[how]
         path.write_bytes(data)
         if analyse == 0:
             whole_chain(run_copy)
@@ -235,8 +318,30 @@ def test_fuzz_head_bytes(run_copy: Path, record_property) -> None:
 
 CELL = st.one_of(
     st.text(max_size=20),
-    st.sampled_from(["nan", "NaN", "inf", "-inf", "1e309", "", " ", "0x10", "1,5", "True", "NA", "null", "test",
-                     "val", "train", "\x00", "\r", "\n", '"', "1e-320"]),
+    st.sampled_from(
+        [
+            "nan",
+            "NaN",
+            "inf",
+            "-inf",
+            "1e309",
+            "",
+            " ",
+            "0x10",
+            "1,5",
+            "True",
+            "NA",
+            "null",
+            "test",
+            "val",
+            "train",
+            "\x00",
+            "\r",
+            "\n",
+            '"',
+            "1e-320",
+        ]
+    ),
     st.floats().map(repr),
 )
 
@@ -267,7 +372,7 @@ def test_fuzz_dataset_cells_and_columns(run_copy: Path, record_property) -> None
             elif op == "drop":
                 frame = frame.drop(columns=[a], errors="ignore")
             else:  # keep rows a..b, then repeat the first few
-                frame = pd.concat([frame.iloc[min(a, rest[0]):max(a, rest[0])], frame.iloc[:2]], ignore_index=True)
+                frame = pd.concat([frame.iloc[min(a, rest[0]) : max(a, rest[0])], frame.iloc[:2]], ignore_index=True)
         frame.to_csv(path, index=False)
         if analyse == 0:
             whole_chain(run_copy)
@@ -285,13 +390,20 @@ def test_fuzz_dataset_bytes(run_copy: Path, record_property) -> None:
     count = 0
 
     @FUZZ
-    @given(cut=st.integers(0, len(original)), junk=st.binary(min_size=1, max_size=24),
-           how=st.sampled_from(["truncate", "append", "insert"]), analyse=st.integers(0, 2))
+    @given(
+        cut=st.integers(0, len(original)),
+        junk=st.binary(min_size=1, max_size=24),
+        how=st.sampled_from(["truncate", "append", "insert"]),
+        analyse=st.integers(0, 2),
+    )
     def check(cut, junk, how, analyse):
         nonlocal count
         count += 1
-        data = {"truncate": original[:cut], "append": original + junk,
-                "insert": original[:cut] + junk + original[cut:]}[how]
+        data = {
+            "truncate": original[:cut],
+            "append": original + junk,
+            "insert": original[:cut] + junk + original[cut:],
+        }[how]
         path.write_bytes(data)
         if analyse == 0:
             whole_chain(run_copy)

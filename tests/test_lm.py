@@ -93,9 +93,7 @@ def test_training_lowers_loss(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     seen = set(texts)
     held_out = [t for t in generate_corpus(500, seed=1) if t not in seen][:100]
     untrained = build_lm(tmp_path / "untrained", texts=texts, train_steps=0, **SMALL)
-    trained = build_lm(
-        tmp_path / "trained", texts=texts, train_steps=60, batch_size=16, progress=True, **SMALL
-    )
+    trained = build_lm(tmp_path / "trained", texts=texts, train_steps=60, batch_size=16, progress=True, **SMALL)
     err = capsys.readouterr().err
     assert "step 60/60" in err and "->" in err
     before, after = corpus_loss(untrained, held_out), corpus_loss(trained, held_out)

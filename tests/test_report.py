@@ -38,12 +38,20 @@ def _stats(x: np.ndarray, y: np.ndarray) -> dict:
     r = float(np.corrcoef(x, y)[0, 1])
     rank = lambda a: np.argsort(np.argsort(a)).astype(float)  # noqa: E731
     rho = float(np.corrcoef(rank(x), rank(y))[0, 1])
-    return {"correlation": r, "r_squared": r * r, "p_value": 1e-12 if abs(r) > 0.3 else 0.2,
-            "spearman": rho, "ci_low": r - 0.03, "ci_high": min(1.0, r + 0.03), "n": int(x.size)}
+    return {
+        "correlation": r,
+        "r_squared": r * r,
+        "p_value": 1e-12 if abs(r) > 0.3 else 0.2,
+        "spearman": rho,
+        "ci_low": r - 0.03,
+        "ci_high": min(1.0, r + 0.03),
+        "n": int(x.size),
+    }
 
 
-def make_report(name: str = "gpt2_neuron_l8_n481", *, n: int = 300, n_patch: int = 45,
-                mlp: bool = True, seed: int = 0) -> RunReport:
+def make_report(
+    name: str = "gpt2_neuron_l8_n481", *, n: int = 300, n_patch: int = 45, mlp: bool = True, seed: int = 0
+) -> RunReport:
     """A synthetic run: projections tracking the activation to known degrees, a slope-0.9 head."""
     rng = np.random.default_rng(seed)
     truth = np.maximum(rng.gamma(1.5, 0.6, n) - 0.4, -0.17)
@@ -75,26 +83,49 @@ def make_report(name: str = "gpt2_neuron_l8_n481", *, n: int = 300, n_patch: int
         r2_i = float(np.corrcoef(act[i], pred[i])[0, 1] ** 2) if s is not None else None
         per_input.append({"text": text, "slope": None if s is None else float(s), "r_squared": r2_i})
     summary = {
-        "run": {"path": f"/runs/{name}", "name": name, "target_layer": 8, "target_neuron": 481,
-                "head_type": "regression", "base_model": "gpt2", "split": "test"},
+        "run": {
+            "path": f"/runs/{name}",
+            "name": name,
+            "target_layer": 8,
+            "target_neuron": 481,
+            "head_type": "regression",
+            "base_model": "gpt2",
+            "split": "test",
+        },
         "dataset_size": n,
         "weight_similarities": {"head_input": 0.41, "head_output": -0.05, "input_output": 0.12},
         "projections": projections,
-        "patching": {"mode": "scale", "factors": FACTORS,
-                     "baseline_correlation": float(np.corrcoef(base, base + rng.normal(0, .1, n_patch))[0, 1]),
-                     "slope": float(slope), "intercept": float(intercept), "r_squared": r2,
-                     "avg_activation_changes": act.mean(0).tolist(),
-                     "avg_prediction_changes": pred.mean(0).tolist(),
-                     "per_input": per_input, "direct_slope": 0.25},
+        "patching": {
+            "mode": "scale",
+            "factors": FACTORS,
+            "baseline_correlation": float(np.corrcoef(base, base + rng.normal(0, 0.1, n_patch))[0, 1]),
+            "slope": float(slope),
+            "intercept": float(intercept),
+            "r_squared": r2,
+            "avg_activation_changes": act.mean(0).tolist(),
+            "avg_prediction_changes": pred.mean(0).tolist(),
+            "per_input": per_input,
+            "direct_slope": 0.25,
+        },
         "null": {"n_directions": 1000, "empirical_p": 1 / 1001, "selectivity": 7.4},
         "direct_effect": {"slope": 0.25, "r_squared": 0.8},
-        "provenance": {"pytest_neuronprobe": "0.1.0", "torch": "2.3.1",
-                       "git": {"commit": "abc123", "dirty": False}, "seed": 0},
+        "provenance": {
+            "pytest_neuronprobe": "0.1.0",
+            "torch": "2.3.1",
+            "git": {"commit": "abc123", "dirty": False},
+            "seed": 0,
+        },
     }
     return RunReport(
-        name=name, summary=summary, projection_arrays=arrays,
-        patching_arrays={"factors": np.array(FACTORS), "activation_change": act,
-                         "prediction_change": pred, "texts": texts},
+        name=name,
+        summary=summary,
+        projection_arrays=arrays,
+        patching_arrays={
+            "factors": np.array(FACTORS),
+            "activation_change": act,
+            "prediction_change": pred,
+            "texts": texts,
+        },
         null_values=np.abs(rng.normal(0, 1 / math.sqrt(n), 1000)),
         null_label="random directions in feature space",
     )
@@ -110,8 +141,9 @@ def assert_png(path: Path, min_bytes: int = 4000) -> None:
     assert float(image[..., :3].std()) > 0.01, "blank image"
 
 
-def screenshot_html(html_path: str | os.PathLike[str], png_path: str | os.PathLike[str],
-                    width: int = 1280, height: int = 2400) -> bool:
+def screenshot_html(
+    html_path: str | os.PathLike[str], png_path: str | os.PathLike[str], width: int = 1280, height: int = 2400
+) -> bool:
     """Screenshot a local HTML file with headless Chromium; False if Chromium is missing or fails."""
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser is None:
@@ -121,14 +153,23 @@ def screenshot_html(html_path: str | os.PathLike[str], png_path: str | os.PathLi
     target.unlink(missing_ok=True)
     with tempfile.TemporaryDirectory(prefix="neuronprobe-chromium-") as profile:
         cmd = [
-            browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-            "--no-first-run", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", f"--user-data-dir={profile}", f"--window-size={width},{height}",
-            "--hide-scrollbars", f"--screenshot={target}", Path(html_path).resolve().as_uri(),
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={profile}",
+            f"--window-size={width},{height}",
+            "--hide-scrollbars",
+            f"--screenshot={target}",
+            Path(html_path).resolve().as_uri(),
         ]
         try:
-            done = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                  timeout=60, check=False)
+            done = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60, check=False)
         except (OSError, subprocess.SubprocessError):
             return False
     return done.returncode == 0 and target.is_file() and target.stat().st_size > 0
@@ -185,8 +226,15 @@ def test_write_run_report_nan_summary_raises(tmp_path: Path) -> None:
 
 def test_write_run_report_writes_everything(full_run) -> None:
     report, paths, tmp_path = full_run
-    assert set(paths) == {"summary", "projection", "correlation", "patching_curves",
-                          "patching_scatter", "per_input_slopes", "null"}
+    assert set(paths) == {
+        "summary",
+        "projection",
+        "correlation",
+        "patching_curves",
+        "patching_scatter",
+        "per_input_slopes",
+        "null",
+    }
     run_dir = tmp_path / "gpt2_neuron_l8_n481"
     assert all(p.parent == run_dir and p.is_file() for p in paths.values())
     for key, path in paths.items():
@@ -199,18 +247,32 @@ def test_write_run_report_writes_everything(full_run) -> None:
     assert leftovers == []
 
 
-@pytest.mark.parametrize("func", [plot_projection, plot_correlation_heatmap,
-                                  plot_patching_curves, plot_patching_scatter,
-                                  plot_per_input_slopes, plot_null])
+@pytest.mark.parametrize(
+    "func",
+    [
+        plot_projection,
+        plot_correlation_heatmap,
+        plot_patching_curves,
+        plot_patching_scatter,
+        plot_per_input_slopes,
+        plot_null,
+    ],
+)
 def test_each_plot_renders_empty_input(tmp_path: Path, func) -> None:
     empty = RunReport(name="empty", summary={})
     assert_png(func(empty, tmp_path / "a" / "b" / "empty.png"), min_bytes=2000)
     hollow = RunReport(
-        name="hollow", summary={"patching": {"per_input": []}},
+        name="hollow",
+        summary={"patching": {"per_input": []}},
         projection_arrays={"ground_truth": np.array([]), "head": np.array([])},
-        patching_arrays={"factors": np.array([]), "activation_change": np.zeros((0, 0)),
-                         "prediction_change": np.zeros((0, 0)), "texts": []},
-        null_values=np.array([]))
+        patching_arrays={
+            "factors": np.array([]),
+            "activation_change": np.zeros((0, 0)),
+            "prediction_change": np.zeros((0, 0)),
+            "texts": [],
+        },
+        null_values=np.array([]),
+    )
     assert_png(func(hollow, tmp_path / "hollow.png"), min_bytes=2000)
 
 
@@ -229,20 +291,40 @@ def test_non_mlp_run_with_undefined_numbers(tmp_path: Path) -> None:
     arrays = dict(report.projection_arrays)
     arrays["live"] = np.full_like(arrays["ground_truth"], 2.0)
     summary = json.loads(json.dumps(report.summary))
-    summary["projections"]["live"] = {"correlation": None, "r_squared": None, "p_value": None,
-                                      "spearman": None, "ci_low": None, "ci_high": None, "n": 60}
+    summary["projections"]["live"] = {
+        "correlation": None,
+        "r_squared": None,
+        "p_value": None,
+        "spearman": None,
+        "ci_low": None,
+        "ci_high": None,
+        "n": 60,
+    }
     summary["patching"]["slope"] = None
     summary["patching"]["per_input"][3]["slope"] = None
     summary["null"]["selectivity"] = None
-    undefined = RunReport(name=report.name, summary=summary, projection_arrays=arrays,
-                          patching_arrays=report.patching_arrays, null_values=report.null_values)
+    undefined = RunReport(
+        name=report.name,
+        summary=summary,
+        projection_arrays=arrays,
+        patching_arrays=report.patching_arrays,
+        null_values=report.null_values,
+    )
     paths = {"summary": write_json_atomic(tmp_path / "summary.json", summary)}
     for key, _, _, _, plot in PLOT_FILES:
         if key != "patching_curves":
             paths[key] = plot(undefined, tmp_path / f"{key}.png")
             assert_png(paths[key])
-    claims = [{"run": report.name, "nodeid": "t.py::x", "claim": "live r > 0.5",
-               "outcome": "failed", "message": "r is undefined", "values": {"r": None, "x": float("nan")}}]
+    claims = [
+        {
+            "run": report.name,
+            "nodeid": "t.py::x",
+            "claim": "live r > 0.5",
+            "outcome": "failed",
+            "message": "r is undefined",
+            "values": {"r": None, "x": float("nan")},
+        }
+    ]
     text = visible_text(write_index_html(tmp_path, [(undefined, paths)], claims, {}).read_text())
     assert "absent: layer_type resid_post is not an MLP neuron" in text
     assert text.count('<span class="undef">undefined</span>') >= 9
@@ -266,19 +348,44 @@ def test_index_html_is_self_contained_and_complete(full_run) -> None:
     first, first_paths, tmp_path = full_run
     second = make_report(name="second<run>", seed=1, mlp=False, n=50, n_patch=5)
     second_dir = tmp_path / safe_run_name(second.name)
-    second_paths = {"summary": write_json_atomic(second_dir / "summary.json", second.summary),
-                    "null": plot_null(second, second_dir / "null.png")}
+    second_paths = {
+        "summary": write_json_atomic(second_dir / "summary.json", second.summary),
+        "null": plot_null(second, second_dir / "null.png"),
+    }
     runs = [(first, first_paths), (second, second_paths)]
     claims = [
-        {"run": first.name, "nodeid": "tests/test_probe.py::test_head", "claim": "head r >= 0.8",
-         "outcome": "passed", "message": "", "values": {"r": 0.93, "threshold": 0.8}},
-        {"run": first.name, "nodeid": "tests/test_probe.py::test_slope",
-         "claim": "patching slope in [0.8, 1.2]", "outcome": "failed",
-         "message": "slope 0.61 < 0.8\n<script>alert(1)</script>", "values": {"slope": 0.61}},
-        {"run": second.name, "nodeid": "tests/test_probe.py::test_input", "claim": "input r > 0.5",
-         "outcome": "skipped", "message": "input projection absent", "values": {}},
-        {"run": "elsewhere", "nodeid": "t.py::e", "claim": "orphan claim", "outcome": "error",
-         "message": "boom", "values": {}},
+        {
+            "run": first.name,
+            "nodeid": "tests/test_probe.py::test_head",
+            "claim": "head r >= 0.8",
+            "outcome": "passed",
+            "message": "",
+            "values": {"r": 0.93, "threshold": 0.8},
+        },
+        {
+            "run": first.name,
+            "nodeid": "tests/test_probe.py::test_slope",
+            "claim": "patching slope in [0.8, 1.2]",
+            "outcome": "failed",
+            "message": "slope 0.61 < 0.8\n<script>alert(1)</script>",
+            "values": {"slope": 0.61},
+        },
+        {
+            "run": second.name,
+            "nodeid": "tests/test_probe.py::test_input",
+            "claim": "input r > 0.5",
+            "outcome": "skipped",
+            "message": "input projection absent",
+            "values": {},
+        },
+        {
+            "run": "elsewhere",
+            "nodeid": "t.py::e",
+            "claim": "orphan claim",
+            "outcome": "error",
+            "message": "boom",
+            "values": {},
+        },
     ]
     header = {"when": "2024-05-01T12:00:00", "device": "cpu", "command": ["pytest", "-q", "--neuronprobe"]}
     index = write_index_html(tmp_path, runs, claims, header)
@@ -302,17 +409,29 @@ def test_index_html_is_self_contained_and_complete(full_run) -> None:
 
 def test_write_report_writes_runs_index_and_results(tmp_path: Path) -> None:
     good = make_report(name="good", n=40, n_patch=4)
-    broken = RunReport(name="broken", summary={"run": {"name": "broken"}, "error": "RuntimeError: boom"},
-                       error="RuntimeError: boom")
-    records = [TestRecord(nodeid="t.py::a", run="good", claim="head r > 0.5", outcome="passed",
-                          values={"r": np.float64(0.9), "x": float("nan")}, duration=0.123456, order=1),
-               TestRecord(nodeid="t.py::b", run="broken", claim="", outcome="error", message="boom")]
+    broken = RunReport(
+        name="broken", summary={"run": {"name": "broken"}, "error": "RuntimeError: boom"}, error="RuntimeError: boom"
+    )
+    records = [
+        TestRecord(
+            nodeid="t.py::a",
+            run="good",
+            claim="head r > 0.5",
+            outcome="passed",
+            values={"r": np.float64(0.9), "x": float("nan")},
+            duration=0.123456,
+            order=1,
+        ),
+        TestRecord(nodeid="t.py::b", run="broken", claim="", outcome="error", message="boom"),
+    ]
     header = {"when": "2024-05-01T12:00:00", "device": "cpu"}
     files = write_report(tmp_path / "out", [good, broken], records, header)
     assert files.index_html == tmp_path / "out" / "index.html"
     assert set(files.run_files) == {"good"}
-    assert files.run_files["good"] == {k: tmp_path / "out" / "good" / v for k, v in
-                                       [("summary", "summary.json")] + [(p.key, p.filename) for p in PLOT_FILES]}
+    assert files.run_files["good"] == {
+        k: tmp_path / "out" / "good" / v
+        for k, v in [("summary", "summary.json")] + [(p.key, p.filename) for p in PLOT_FILES]
+    }
     assert not (tmp_path / "out" / "broken").exists()
     results = json.loads(files.results_json.read_text())
     assert results == {"header": header, "tests": [r.as_dict() for r in records]}
@@ -330,8 +449,7 @@ def test_screenshot_html_without_chromium(tmp_path: Path, monkeypatch: pytest.Mo
     assert screenshot_html(page, tmp_path / "shot.png") is False
 
 
-@pytest.mark.skipif(not (shutil.which("chromium") or shutil.which("chromium-browser")),
-                    reason="chromium not installed")
+@pytest.mark.skipif(not (shutil.which("chromium") or shutil.which("chromium-browser")), reason="chromium not installed")
 def test_screenshot_html_with_chromium(tmp_path: Path) -> None:
     page = tmp_path / "p.html"
     page.write_text("<html><body><h1>hello</h1></body></html>")

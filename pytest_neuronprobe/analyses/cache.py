@@ -46,6 +46,7 @@ Arrays: TypeAlias = dict[str, npt.NDArray[Any]]
 FORMAT = 1
 SUFFIX = ".npz"
 
+
 def _canonical(obj: object) -> object:
     if isinstance(obj, Mapping):
         return {str(k): _canonical(v) for k, v in sorted(obj.items(), key=lambda kv: str(kv[0]))}
@@ -66,8 +67,10 @@ def analysis_key(run: Run, options: AnalysisOptions, device: str) -> str:
         model = {"name": run.base_model}
     parts = {
         "format": FORMAT,
-        "versions": {d: package_version(d) or "none"
-                     for d in ("pytest-neuronprobe", "torch", "transformer_lens", "transformers", "numpy", "scipy")},
+        "versions": {
+            d: package_version(d) or "none"
+            for d in ("pytest-neuronprobe", "torch", "transformer_lens", "transformers", "numpy", "scipy")
+        },
         "model": model,
         "head": file_digest(run.head_path),
         "config": file_digest(run.config_path),
@@ -91,12 +94,25 @@ def analysis_key(run: Run, options: AnalysisOptions, device: str) -> str:
 def _classes() -> dict[str, type]:
     from pytest_neuronprobe.analyses.fits import LinearFit
     from pytest_neuronprobe.analyses.nulls import NullComparison
-    from pytest_neuronprobe.analyses.patching import PatchingResult, PerInput
+    from pytest_neuronprobe.analyses.patching_fit import PatchingResult, PerInput
     from pytest_neuronprobe.analyses.projection import NullBaseline, ProjectionResult, SelfCheck, WeightSimilarities
     from pytest_neuronprobe.analyses.stats import Correlation, Undefined
 
-    return {c.__name__: c for c in (ProjectionResult, PatchingResult, PerInput, NullBaseline, SelfCheck,
-                                     WeightSimilarities, Correlation, LinearFit, NullComparison, Undefined)}
+    return {
+        c.__name__: c
+        for c in (
+            ProjectionResult,
+            PatchingResult,
+            PerInput,
+            NullBaseline,
+            SelfCheck,
+            WeightSimilarities,
+            Correlation,
+            LinearFit,
+            NullComparison,
+            Undefined,
+        )
+    }
 
 
 class CacheFormatError(ValueError):
@@ -133,8 +149,11 @@ def encode(obj: object) -> tuple[Tree, Arrays]:
                 raise CacheFormatError("dict keys must be strings")
             return {"t": "dict", "v": [[k, enc(v)] for k, v in x.items()]}
         if dataclasses.is_dataclass(x) and type(x).__name__ in classes and classes[type(x).__name__] is type(x):
-            return {"t": "dc", "c": type(x).__name__,
-                    "v": [[f.name, enc(getattr(x, f.name))] for f in dataclasses.fields(x)]}
+            return {
+                "t": "dc",
+                "c": type(x).__name__,
+                "v": [[f.name, enc(getattr(x, f.name))] for f in dataclasses.fields(x)],
+            }
         raise CacheFormatError(f"cannot store a {type(x).__name__}")
 
     return enc(obj), arrays

@@ -111,32 +111,33 @@ def fit_line(
     ci_low: Number = Undefined("not computed")
     ci_high: Number = ci_low
     if groups is not None:
-        lo, hi = bootstrap_slope_ci(
-            xa, ya, groups, n_resamples=n_resamples, seed=seed, confidence=confidence
-        )
+        lo, hi = bootstrap_slope_ci(xa, ya, groups, n_resamples=n_resamples, seed=seed, confidence=confidence)
         if lo is not None and hi is not None:
             ci_low, ci_high = lo, hi
         else:
             ci_low = ci_high = Undefined("cluster bootstrap undefined")
 
     if is_constant(ya):
-        return LinearFit(
-            0.0, float(ya[0]), Undefined(f"constant {y_name}"), n, ci_low=ci_low, ci_high=ci_high
-        )
+        return LinearFit(0.0, float(ya[0]), Undefined(f"constant {y_name}"), n, ci_low=ci_low, ci_high=ci_high)
     xm, ym = xa.mean(), ya.mean()
     dx, dy = xa - xm, ya - ym
     slope = float(np.dot(dx, dy) / np.dot(dx, dx))
     intercept = float(ym - slope * xm)
     resid = ya - (intercept + slope * xa)
     ss_res, ss_tot = float(np.dot(resid, resid)), float(np.dot(dy, dy))
-    r2: Number = min(1.0, max(0.0, 1.0 - ss_res / ss_tot)) if ss_tot > 0 else Undefined(
-        f"constant {y_name}"
-    )
+    r2: Number = min(1.0, max(0.0, 1.0 - ss_res / ss_tot)) if ss_tot > 0 else Undefined(f"constant {y_name}")
     return LinearFit(slope, intercept, r2, n, ci_low=ci_low, ci_high=ci_high)
 
 
-def bootstrap_slope_ci(x: npt.ArrayLike, y: npt.ArrayLike, groups: npt.ArrayLike, *, n_resamples: int = 1000,
-                       seed: int | None = 0, confidence: float = 0.95) -> tuple[float | None, float | None]:
+def bootstrap_slope_ci(
+    x: npt.ArrayLike,
+    y: npt.ArrayLike,
+    groups: npt.ArrayLike,
+    *,
+    n_resamples: int = 1000,
+    seed: int | None = 0,
+    confidence: float = 0.95,
+) -> tuple[float | None, float | None]:
     """Percentile interval of the pooled OLS slope under a cluster bootstrap over ``groups``.
 
     Groups (e.g. texts) are resampled with replacement and the slope is computed from summed
@@ -161,21 +162,14 @@ def bootstrap_slope_ci(x: npt.ArrayLike, y: npt.ArrayLike, groups: npt.ArrayLike
 
     # Centre once (stability), then per-group sums: count, Σx, Σy, Σxy, Σx².
     xc, yc = xa - xa.mean(), ya - ya.mean()
-    suff = np.stack([np.bincount(inv, minlength=n_groups).astype(float),
-                     *(np.bincount(inv, weights=w, minlength=n_groups) for w in (xc, yc, xc * yc, xc * xc))], axis=1)
-    rng = np.random.default_rng(seed)
-    # Resamples in chunks of about BATCH_ELEMENTS draws (memory bounded for many groups); drawing the rows of
-    # the (n_resamples, n_groups) index matrix chunk by chunk gives the same draws as one call.
-    chunk = max(1, BATCH_ELEMENTS // n_groups)
-    sums = []
-    for start in range(0, n_resamples, chunk):
-        r = min(chunk, n_resamples - start)
-        idx = rng.integers(0, n_groups, size=(r, n_groups))
-        # How often each group is drawn in each resample, then summed statistics per resample.
-        flat = (idx + (np.arange(r) * n_groups)[:, None]).ravel()
-        counts = np.bincount(flat, minlength=r * n_groups).reshape(r, n_groups)
-        sums.append(counts.astype(float) @ suff)
-    cnt, sx, sy, sxy, sxx = np.concatenate(sums).T
+    suff = np.stack(
+        [
+            np.bincount(inv, minlength=n_groups).astype(float),
+            *(np.bincount(inv, weights=w, minlength=n_groups) for w in (xc, yc, xc * yc, xc * xc)),
+        ],
+        axis=1,
+    )
+    cnt, sx, sy, sxy, sxx = _resampled_sums(suff, n_resamples, seed).T
     with np.errstate(divide="ignore", invalid="ignore"):
         vx = sxx - sx * sx / cnt
         cov = sxy - sx * sy / cnt
@@ -189,3 +183,19 @@ def bootstrap_slope_ci(x: npt.ArrayLike, y: npt.ArrayLike, groups: npt.ArrayLike
     return float(lo), float(hi)
 
 
+def _resampled_sums(suff: npt.NDArray[np.float64], n_resamples: int, seed: int | None) -> npt.NDArray[np.float64]:
+    """The per-group statistics `suff` (one row per group) summed over each bootstrap resample of the groups."""
+    n_groups = len(suff)
+    rng = np.random.default_rng(seed)
+    # Resamples in chunks of about BATCH_ELEMENTS draws (memory bounded for many groups); drawing the rows of
+    # the (n_resamples, n_groups) index matrix chunk by chunk gives the same draws as one call.
+    chunk = max(1, BATCH_ELEMENTS // n_groups)
+    sums = []
+    for start in range(0, n_resamples, chunk):
+        r = min(chunk, n_resamples - start)
+        idx = rng.integers(0, n_groups, size=(r, n_groups))
+        # How often each group is drawn in each resample, then summed statistics per resample.
+        flat = (idx + (np.arange(r) * n_groups)[:, None]).ravel()
+        counts = np.bincount(flat, minlength=r * n_groups).reshape(r, n_groups)
+        sums.append(counts.astype(float) @ suff)
+    return np.concatenate(sums)

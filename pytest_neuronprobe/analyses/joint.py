@@ -6,13 +6,8 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from pytest_neuronprobe.analyses.options import PatchingOptions, Progress, ProjectionOptions
-from pytest_neuronprobe.analyses.patching import (
-    PatchingResult,
-    analyze_patching,
-    patching_result,
-    patching_texts,
-    sweep_patches,
-)
+from pytest_neuronprobe.analyses.patching import analyze_patching, patching_texts, sweep_patches
+from pytest_neuronprobe.analyses.patching_fit import PatchingResult, patching_result
 from pytest_neuronprobe.analyses.projection import (
     ProjectionResult,
     analyze_projection,
@@ -34,19 +29,35 @@ class JointOptions:
 
 def shares_texts(projection: ProjectionOptions, patching: PatchingOptions) -> bool:
     """Whether the two analyses read the same texts (patching's default texts, same sampling)."""
-    return patching.texts is None and all(getattr(projection, k) == getattr(patching, k)
-                                          for k in ("max_samples", "split", "seed"))
+    return patching.texts is None and all(
+        getattr(projection, k) == getattr(patching, k) for k in ("max_samples", "split", "seed")
+    )
 
 
-def analyze(probe: Probe, projection: ProjectionOptions | None, patching: PatchingOptions | None, *,
-            progress: Progress | None = None) -> tuple[ProjectionResult | None, PatchingResult | None]:
-    """Run the analyses whose options are given (None: not that one); one clean pass serves both when it can."""
+def analyze(
+    probe: Probe,
+    projection: ProjectionOptions | None = ProjectionOptions(),
+    patching: PatchingOptions | None = PatchingOptions(),
+    *,
+    progress: Progress | None = None,
+) -> tuple[ProjectionResult | None, PatchingResult | None]:
+    """Both analyses (default options), or those whose options are given (None: not that one); one clean
+    forward pass serves both when they read the same texts."""
     if projection is None or patching is None or not shares_texts(projection, patching):
         proj = None if projection is None else analyze_projection(probe, projection, progress)
         patch = None if patching is None else analyze_patching(probe, patching, progress)
         return proj, patch
     texts, used_split = patching_texts(probe, patching)
     reads = projection_pass(probe, texts, projection.input_hook)
-    sweep = sweep_patches(probe, texts, patching.mode, patching.values, batch_size=patching.batch_size,
-                          method=patching.method, also_read=reads.hooks, on_clean=reads.add, progress=progress)
+    sweep = sweep_patches(
+        probe,
+        texts,
+        patching.mode,
+        patching.values,
+        batch_size=patching.batch_size,
+        method=patching.method,
+        also_read=reads.hooks,
+        on_clean=reads.add,
+        progress=progress,
+    )
     return projection_result(probe, projection, reads), patching_result(probe, texts, used_split, sweep, patching)

@@ -84,9 +84,7 @@ def empirical_null(observed: Any, null: npt.ArrayLike, *, label: str = "") -> Nu
         reason = "non-finite values in null"
     if reason is not None:
         u = Undefined(reason)
-        return NullComparison(
-            obs if obs is not None else u, u, u, u, n_null, label=label, reason=reason
-        )
+        return NullComparison(obs if obs is not None else u, u, u, u, n_null, label=label, reason=reason)
     assert obs is not None  # else `reason` is set
     a_obs = abs(obs)
     a_null = np.abs(null_a)

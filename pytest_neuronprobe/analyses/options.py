@@ -103,8 +103,9 @@ def factors(value: object) -> tuple[float, ...] | None:
     if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
         raise OptionError(f"expected a list of numbers, got {value!r}")
     items = list(value)
-    if not items or not all(isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
-                            for v in items):
+    if not items or not all(
+        isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) for v in items
+    ):
         raise OptionError(f"expected a non-empty list of finite numbers, got {value!r}")
     return tuple(float(v) for v in items)
 
@@ -161,8 +162,14 @@ class ProjectionOptions:
 
     kind: ClassVar[str] = "projection"
     #: The keywords `@pytest.mark.projection(...)` accepts.
-    KEYWORDS: ClassVar[tuple[str, ...]] = ("input_hook", "max_samples", "split", "n_resamples", "seed",
-                                           "null_directions")
+    KEYWORDS: ClassVar[tuple[str, ...]] = (
+        "input_hook",
+        "max_samples",
+        "split",
+        "n_resamples",
+        "seed",
+        "null_directions",
+    )
 
     input_hook: str = "resid_mid"
     max_samples: int | None = None
@@ -174,16 +181,21 @@ class ProjectionOptions:
 
     @staticmethod
     def validators() -> dict[str, Validator]:
-        return {"input_hook": choice(INPUT_HOOKS), "max_samples": optional_positive_int, "split": split,
-                "n_resamples": non_negative_int, "seed": seed, "null_directions": non_negative_int,
-                "batch_size": positive_int}
+        return {
+            "input_hook": choice(INPUT_HOOKS),
+            "max_samples": optional_positive_int,
+            "split": split,
+            "n_resamples": non_negative_int,
+            "seed": seed,
+            "null_directions": non_negative_int,
+            "batch_size": positive_int,
+        }
 
     def __post_init__(self) -> None:
         _check_fields(self, self.validators())
 
     @classmethod
-    def from_keywords(cls, base: ProjectionOptions, keywords: Mapping[str, object], *,
-                      where: str) -> ProjectionOptions:
+    def from_keywords(cls, base: ProjectionOptions, keywords: Mapping[str, object], *, where: str) -> ProjectionOptions:
         """`base` with the keywords of a marker applied (checked; messages prefixed by `where`)."""
         return _from_keywords(cls, base, keywords, where)
 
@@ -194,8 +206,16 @@ class PatchingOptions:
 
     kind: ClassVar[str] = "patching"
     #: The keywords `@pytest.mark.patching(...)` accepts.
-    KEYWORDS: ClassVar[tuple[str, ...]] = ("mode", "factors", "texts", "max_samples", "split", "n_resamples",
-                                           "seed", "method")
+    KEYWORDS: ClassVar[tuple[str, ...]] = (
+        "mode",
+        "factors",
+        "texts",
+        "max_samples",
+        "split",
+        "n_resamples",
+        "seed",
+        "method",
+    )
 
     mode: str = "scale"
     #: None: the mode's default (DEFAULT_FACTORS); `set` and `add` need explicit values.
@@ -211,9 +231,17 @@ class PatchingOptions:
 
     @staticmethod
     def validators() -> dict[str, Validator]:
-        return {"mode": choice(MODES), "factors": factors, "texts": texts, "max_samples": optional_positive_int,
-                "split": split, "n_resamples": non_negative_int, "seed": seed, "method": choice(METHODS),
-                "batch_size": positive_int}
+        return {
+            "mode": choice(MODES),
+            "factors": factors,
+            "texts": texts,
+            "max_samples": optional_positive_int,
+            "split": split,
+            "n_resamples": non_negative_int,
+            "seed": seed,
+            "method": choice(METHODS),
+            "batch_size": positive_int,
+        }
 
     def __post_init__(self) -> None:
         _check_fields(self, self.validators())
@@ -229,7 +257,6 @@ class PatchingOptions:
         return self.factors
 
     @classmethod
-    def from_keywords(cls, base: PatchingOptions, keywords: Mapping[str, object], *,
-                      where: str) -> PatchingOptions:
+    def from_keywords(cls, base: PatchingOptions, keywords: Mapping[str, object], *, where: str) -> PatchingOptions:
         """`base` with the keywords of a marker applied (checked; messages prefixed by `where`)."""
         return _from_keywords(cls, base, keywords, where)

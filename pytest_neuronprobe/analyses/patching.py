@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-import dataclasses
 import warnings
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, TypedDict
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from pytest_neuronprobe.analyses.fits import LinearFit, bootstrap_slope_ci, fit_line
 from pytest_neuronprobe.analyses.options import PatchingOptions, Progress
+from pytest_neuronprobe.analyses.patching_fit import PatchingResult, patching_result
 from pytest_neuronprobe.analyses.rows import analysed_rows
-from pytest_neuronprobe.analyses.stats import (
-    FloatArray,
-    Number,
-    Undefined,
-    as_number,
-    correlate,
-    finite_or_none,
-)
-from pytest_neuronprobe.core.formatting import format_3f
+from pytest_neuronprobe.analyses.stats import FloatArray
 from pytest_neuronprobe.core.models import (
     Batch,
     LoadedModel,
@@ -39,113 +29,23 @@ from pytest_neuronprobe.core.probe import Probe
 if TYPE_CHECKING:  # pragma: no cover
     from transformers import DynamicCache
 
-DEFAULTS = PatchingOptions()
 
-
-class PatchingArrays(TypedDict):
-    """The per-(text, factor) values behind a patching result (for plots and the report)."""
-
-    texts: list[str]
-    factors: FloatArray
-    activation: FloatArray
-    prediction: FloatArray
-    patched_activation: FloatArray
-    patched_prediction: FloatArray
-    activation_change: FloatArray
-    prediction_change: FloatArray
-    direct_per_text: FloatArray
-
-
-@dataclass(frozen=True)
-class PerInput:
-    """One text's own fit of prediction change on activation change."""
-
-    text: str
-    slope: float | Undefined
-    r_squared: float | Undefined
-    direct_slope: float | Undefined
-
-    def as_dict(self) -> dict[str, object]:
-        return {"text": self.text, "slope": finite_or_none(self.slope), "r_squared": finite_or_none(self.r_squared),
-                "direct_slope": finite_or_none(self.direct_slope)}
-
-
-@dataclass(frozen=True)
-class PatchingResult:
-    """Pooled and per-text effects of patching the neuron on the head's prediction."""
-
-    run_name: str
-    mode: str
-    factors: tuple[float, ...]
-    n_texts: int
-    fit: LinearFit
-    baseline_correlation: float | Undefined
-    direct: LinearFit
-    avg_activation_changes: tuple[float, ...]
-    avg_prediction_changes: tuple[float, ...]
-    per_input: tuple[PerInput, ...] = field(repr=False)
-    options: dict[str, object] = field(repr=False)
-    arrays: PatchingArrays = field(repr=False, compare=False)
-
-    @property
-    def slope(self) -> float | Undefined:
-        return self.fit.slope
-
-    @property
-    def intercept(self) -> float | Undefined:
-        return self.fit.intercept
-
-    @property
-    def r_squared(self) -> float | Undefined:
-        return self.fit.r_squared
-
-    @property
-    def slope_ci(self) -> tuple[Number, Number]:
-        return self.fit.ci
-
-    @property
-    def direct_slope(self) -> float | Undefined:
-        """The slope the direct path alone predicts (neuron output → head, linearised per text)."""
-        return self.direct.slope
-
-    @property
-    def direct_fraction(self) -> float | Undefined:
-        if isinstance(self.slope, float) and isinstance(self.direct_slope, float) and self.slope != 0:
-            return self.direct_slope / self.slope
-        return Undefined("slope is zero or undefined")
-
-    def as_dict(self) -> dict[str, object]:
-        """The `patching` part of summary.json (SPEC §5), plus extras."""
-        return {
-            "mode": self.mode,
-            "factors": list(self.factors),
-            "n_texts": self.n_texts,
-            "baseline_correlation": finite_or_none(self.baseline_correlation),
-            "slope": finite_or_none(self.fit.slope),
-            "intercept": finite_or_none(self.fit.intercept),
-            "r_squared": finite_or_none(self.fit.r_squared),
-            "slope_ci_low": finite_or_none(self.fit.ci_low),
-            "slope_ci_high": finite_or_none(self.fit.ci_high),
-            "avg_activation_changes": [finite_or_none(v) for v in self.avg_activation_changes],
-            "avg_prediction_changes": [finite_or_none(v) for v in self.avg_prediction_changes],
-            "per_input": [p.as_dict() for p in self.per_input],
-            "direct_slope": finite_or_none(self.direct.slope),
-            "direct_fraction": finite_or_none(self.direct_fraction),
-            "options": dict(self.options),
-        }
-
-    def __repr__(self) -> str:
-        return (f"PatchingResult({self.run_name!r}, {self.mode} x{len(self.factors)}, n={self.n_texts}, "
-                f"slope={format_3f(self.slope)} ci=[{format_3f(self.fit.ci_low)}, {format_3f(self.fit.ci_high)}], "
-                f"R²={format_3f(self.r_squared)}, direct={format_3f(self.direct_slope)})")
-
-
-def analyze_patching(probe: Probe, options: PatchingOptions = DEFAULTS, progress: Progress | None = None,
-                     ) -> PatchingResult:
+def analyze_patching(
+    probe: Probe,
+    options: PatchingOptions = PatchingOptions(),
+    progress: Progress | None = None,
+) -> PatchingResult:
     """Patch the neuron at `token_pos` for each factor and fit prediction change on activation change."""
     texts, used_split = patching_texts(probe, options)
-    sweep = sweep_patches(probe, texts, options.mode, options.values, batch_size=options.batch_size,
-                          method=options.method, progress=progress)
+    sweep = sweep_patches(
+        probe,
+        texts,
+        options.mode,
+        options.values,
+        batch_size=options.batch_size,
+        method=options.method,
+        progress=progress,
+    )
     return patching_result(probe, texts, used_split, sweep, options)
 
 
@@ -153,41 +53,8 @@ def patching_texts(probe: Probe, options: PatchingOptions) -> tuple[list[str], s
     """(the texts to patch, where they come from: "given texts" or the split of the analysed rows)."""
     if options.texts is not None:
         return list(options.texts), "given texts"
-    data, used_split = analysed_rows(probe.run, max_samples=options.max_samples, seed=options.seed,
-                                     split=options.split)
+    data, used_split = analysed_rows(probe.run, max_samples=options.max_samples, seed=options.seed, split=options.split)
     return data["text"].tolist(), used_split
-
-
-def patching_result(probe: Probe, texts: Sequence[str], used_split: str, sweep: Mapping[str, FloatArray],
-                    options: PatchingOptions) -> PatchingResult:
-    """Fits and summaries from a sweep's per-(text, factor) values."""
-    act0, pred0, act, pred, slopes = (sweep[k] for k in ("activation", "prediction", "patched_activation",
-                                                         "patched_prediction", "direct_per_text"))
-    d_act, d_pred = act - act0[:, None], pred - pred0[:, None]
-    T, F = d_act.shape
-    fit = fit_line(d_act.ravel(), d_pred.ravel())
-    if fit.defined and options.n_resamples > 0 and T > 1:
-        lo, hi = bootstrap_slope_ci(d_act.ravel(), d_pred.ravel(), np.repeat(np.arange(T), F),
-                                    n_resamples=options.n_resamples, seed=options.seed)
-        fit = replace(fit, ci_low=as_number(lo, "not computed"), ci_high=as_number(hi, "not computed"))
-    direct = fit_line(d_act.ravel(), (slopes[:, None] * d_act).ravel())
-    per_input = []
-    for i in range(T):
-        own = fit_line(d_act[i], d_pred[i])
-        per_input.append(PerInput(text=texts[i], slope=own.slope, r_squared=own.r_squared,
-                                  direct_slope=float(slopes[i]) if np.isfinite(slopes[i]) else Undefined("non-finite")))
-    base = correlate(act0, pred0, n_resamples=0, x_name="baseline activation", y_name="baseline prediction")
-    factors = options.values
-    summary_options = {**{k: v for k, v in dataclasses.asdict(options).items() if k != "texts"},
-                       "factors": list(factors), "split": used_split, "n_texts": T}
-    arrays = PatchingArrays(texts=list(texts), factors=np.array(factors), activation=act0, prediction=pred0,
-                            patched_activation=act, patched_prediction=pred, activation_change=d_act,
-                            prediction_change=d_pred, direct_per_text=slopes)
-    return PatchingResult(run_name=probe.run.name, mode=options.mode, factors=factors, n_texts=T,
-                          fit=fit, baseline_correlation=base.r, direct=direct,
-                          avg_activation_changes=tuple(float(v) for v in d_act.mean(0)),
-                          avg_prediction_changes=tuple(float(v) for v in d_pred.mean(0)),
-                          per_input=tuple(per_input), options=summary_options, arrays=arrays)
 
 
 def _patch_fn(mode: str, neuron: int, values: torch.Tensor, before: list[torch.Tensor] | None = None) -> PatchFn:
@@ -201,8 +68,7 @@ def _patch_fn(mode: str, neuron: int, values: torch.Tensor, before: list[torch.T
         current = act[rows, pos, neuron]
         if before is not None:
             before[:] = [current.detach().float().clone()]
-        new = {"scale": current * values, "set": values.to(act.dtype).expand_as(current),
-               "add": current + values}[mode]
+        new = {"scale": current * values, "set": values.to(act.dtype).expand_as(current), "add": current + values}[mode]
         act[rows, pos, neuron] = new.to(act.dtype)
         return act
 
@@ -210,10 +76,18 @@ def _patch_fn(mode: str, neuron: int, values: torch.Tensor, before: list[torch.T
 
 
 # long: one batch loop; the clean pass, the patched pass and its fallback share the batch's tensors
-def sweep_patches(probe: Probe, texts: Sequence[str], mode: str, factors: Sequence[float], *, batch_size: int = 32,
-                  method: str = "cached", also_read: Sequence[str] = (),
-                  on_clean: Callable[[np.ndarray, dict[str, torch.Tensor]], None] | None = None,
-                  progress: Progress | None = None) -> dict[str, FloatArray]:
+def sweep_patches(
+    probe: Probe,
+    texts: Sequence[str],
+    mode: str,
+    factors: Sequence[float],
+    *,
+    batch_size: int = 32,
+    method: str = "cached",
+    also_read: Sequence[str] = (),
+    on_clean: Callable[[np.ndarray, dict[str, torch.Tensor]], None] | None = None,
+    progress: Progress | None = None,
+) -> dict[str, FloatArray]:
     """Baseline and patched activation/prediction per (text, factor), plus the direct-path slope per text.
 
     `cached`: the clean pass fills a KV cache; one single-token pass then re-runs only each text's read
@@ -229,9 +103,13 @@ def sweep_patches(probe: Probe, texts: Sequence[str], mode: str, factors: Sequen
     pos = probe.positions(toks)
     model = probe.model
     T, F = len(toks), len(factors)
-    out: dict[str, FloatArray] = {"activation": np.empty(T), "prediction": np.empty(T),
-                           "patched_activation": np.empty((T, F)), "patched_prediction": np.empty((T, F)),
-                           "direct_per_text": np.empty(T)}
+    out: dict[str, FloatArray] = {
+        "activation": np.empty(T),
+        "prediction": np.empty(T),
+        "patched_activation": np.empty((T, F)),
+        "patched_prediction": np.empty((T, F)),
+        "direct_per_text": np.empty(T),
+    }
     factor_t = torch.tensor(factors, dtype=torch.float32, device=model.device)
     feature, neuron_hook = probe.feature_hook, probe.neuron_hook
     read = list(dict.fromkeys([neuron_hook, feature]))
@@ -261,8 +139,12 @@ def sweep_patches(probe: Probe, texts: Sequence[str], mode: str, factors: Sequen
                 _warn_cache_ignored(float((before[0] - a0.repeat(F)).abs().max()) if before else float("nan"))
                 full = True
             if full:
-                big = Batch(rows=np.tile(rows, F), input_ids=batch.input_ids.repeat(F, 1),
-                            attention_mask=batch.attention_mask.repeat(F, 1), pos=batch.pos.repeat(F))
+                big = Batch(
+                    rows=np.tile(rows, F),
+                    input_ids=batch.input_ids.repeat(F, 1),
+                    attention_mask=batch.attention_mask.repeat(F, 1),
+                    pos=batch.pos.repeat(F),
+                )
                 patched = run_batch(model, big, read, patch)
             out["activation"][rows] = _cpu(a0)
             out["prediction"][rows] = _cpu(probe.head.predict(x0))
@@ -290,10 +172,13 @@ def _warn_cache_ignored(diff: float) -> None:
         _CACHE_WARNED.append(True)
         from importlib.metadata import version
 
-        warnings.warn(f"the KV-cache patching path disagrees with the clean pass (neuron values differ by {diff:.3g}): "
-                      f"transformers {version('transformers')} with transformer_lens {version('transformer_lens')} "
-                      "does not honour the cache; recomputing with full forward passes (slower, same numbers)",
-                      RuntimeWarning, stacklevel=3)
+        warnings.warn(
+            f"the KV-cache patching path disagrees with the clean pass (neuron values differ by {diff:.3g}): "
+            f"transformers {version('transformers')} with transformer_lens {version('transformer_lens')} "
+            "does not honour the cache; recomputing with full forward passes (slower, same numbers)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
 
 def _cpu(t: torch.Tensor) -> np.ndarray:
@@ -337,8 +222,15 @@ def _reads_before(feature: str, neuron_hook: str) -> bool:
         return False
     if f_layer != n_layer:
         return f_layer < n_layer
-    order = ["hook_resid_pre", "hook_attn_out", "hook_resid_mid", "mlp.hook_pre", "mlp.hook_post", "hook_mlp_out",
-             "hook_resid_post"]
+    order = [
+        "hook_resid_pre",
+        "hook_attn_out",
+        "hook_resid_mid",
+        "mlp.hook_pre",
+        "mlp.hook_post",
+        "hook_mlp_out",
+        "hook_resid_post",
+    ]
 
     def rank(hook: str) -> int:
         return next((i for i, s in enumerate(order) if hook.endswith(s)), len(order))
@@ -360,8 +252,16 @@ def _act_derivative(act_fn: str | None, pre: torch.Tensor) -> torch.Tensor:
     return grad
 
 
-def _single_token_pass(model: LoadedModel, batch: Batch, cache: DynamicCache, F: int, read: Sequence[str],
-                       patch: Patch, start_block: int | None, resume: torch.Tensor | None) -> dict[str, torch.Tensor]:
+def _single_token_pass(
+    model: LoadedModel,
+    batch: Batch,
+    cache: DynamicCache,
+    F: int,
+    read: Sequence[str],
+    patch: Patch,
+    start_block: int | None,
+    resume: torch.Tensor | None,
+) -> dict[str, torch.Tensor]:
     """Re-run only each text's read position, for all factors at once, attending to the cached keys before it.
 
     A patch at position p cannot change anything before p (causal attention), so the cached keys/values of
@@ -378,12 +278,29 @@ def _single_token_pass(model: LoadedModel, batch: Batch, cache: DynamicCache, F:
     if start_block and resume is not None:
         with blocks_from(model, start_block) as sliced:
             if sliced:
-                return forward_read(model, ids, mask, zero, read, patch,
-                                    inject=(f"blocks.{start_block}.hook_resid_pre", resume.repeat(F, 1)),
-                                    past_key_values=_repeat_cache(cache, F, start_block), use_cache=True,
-                                    position_ids=position_ids)
-    return forward_read(model, ids, mask, zero, read, patch, past_key_values=_repeat_cache(cache, F, 0),
-                        use_cache=True, position_ids=position_ids)
+                return forward_read(
+                    model,
+                    ids,
+                    mask,
+                    zero,
+                    read,
+                    patch,
+                    inject=(f"blocks.{start_block}.hook_resid_pre", resume.repeat(F, 1)),
+                    past_key_values=_repeat_cache(cache, F, start_block),
+                    use_cache=True,
+                    position_ids=position_ids,
+                )
+    return forward_read(
+        model,
+        ids,
+        mask,
+        zero,
+        read,
+        patch,
+        past_key_values=_repeat_cache(cache, F, 0),
+        use_cache=True,
+        position_ids=position_ids,
+    )
 
 
 def _repeat_cache(cache: DynamicCache, F: int, first_layer: int) -> DynamicCache:

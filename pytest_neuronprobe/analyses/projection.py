@@ -20,7 +20,6 @@ from pytest_neuronprobe.core.probe import Probe
 
 INPUT_HOOKS = ("resid_mid", "resid_pre")
 LIVE_TOLERANCE = 1e-3
-DEFAULTS = ProjectionOptions()
 
 
 @dataclass(frozen=True)
@@ -61,9 +60,12 @@ class SelfCheck:
     message: str
 
     def as_dict(self) -> dict[str, object]:
-        return {"live_max_abs_diff": finite_or_none(self.live_max_abs_diff),
-                "batched_max_abs_diff": finite_or_none(self.batched_max_abs_diff), "ok": self.ok,
-                "message": self.message}
+        return {
+            "live_max_abs_diff": finite_or_none(self.live_max_abs_diff),
+            "batched_max_abs_diff": finite_or_none(self.batched_max_abs_diff),
+            "ok": self.ok,
+            "message": self.message,
+        }
 
 
 @dataclass(frozen=True)
@@ -110,8 +112,10 @@ class ProjectionResult:
 
     def __repr__(self) -> str:
         warn = "" if self.self_check.ok else f", WARNING: {self.self_check.message}"
-        return (f"ProjectionResult({self.run_name!r}, split={self.split}, n={self.n}, head={_short(self.head)}, "
-                f"prediction={_short(self.prediction)}{warn})")
+        return (
+            f"ProjectionResult({self.run_name!r}, split={self.split}, n={self.n}, head={_short(self.head)}, "
+            f"prediction={_short(self.prediction)}{warn})"
+        )
 
 
 def _fmt(x: object) -> str:
@@ -174,8 +178,10 @@ class ProjectionPass:
             self.scalars["neuron_dir"][rows] = _np(values[probe.final_hook].float() @ (self.w_out / self.w_out.norm()))
         for j, row in enumerate(rows.tolist()):
             if row in self.check_rows:
-                self.checked[row] = {probe.neuron_hook: values[probe.neuron_hook][j].clone(),
-                                     probe.feature_hook: x[j].clone()}
+                self.checked[row] = {
+                    probe.neuron_hook: values[probe.neuron_hook][j].clone(),
+                    probe.feature_hook: x[j].clone(),
+                }
         self.seen += len(rows)
 
 
@@ -186,23 +192,26 @@ def projection_pass(probe: Probe, texts: Sequence[str], input_hook: str) -> Proj
     return ProjectionPass(probe, len(texts), input_hook, check_rows=sorted(set(picks)))
 
 
-def analyze_projection(probe: Probe, options: ProjectionOptions = DEFAULTS, progress: Progress | None = None,
-                       ) -> ProjectionResult:
+def analyze_projection(
+    probe: Probe,
+    options: ProjectionOptions = ProjectionOptions(),
+    progress: Progress | None = None,
+) -> ProjectionResult:
     """Run the projection analysis of SPEC §3 on the probe's analysed texts."""
     data, _ = analysed_rows(probe.run, max_samples=options.max_samples, seed=options.seed, split=options.split)
     texts = data["text"].tolist()
     reads = projection_pass(probe, texts, options.input_hook)
     toks = probe.tokens(texts)
-    for rows, values in stream(probe.model, toks, probe.positions(toks), reads.hooks, batch_size=options.batch_size,
-                               progress=progress):
+    for rows, values in stream(
+        probe.model, toks, probe.positions(toks), reads.hooks, batch_size=options.batch_size, progress=progress
+    ):
         reads.add(rows, values)
     return projection_result(probe, options, reads)
 
 
 def projection_result(probe: Probe, options: ProjectionOptions, reads: ProjectionPass) -> ProjectionResult:
     """The projection analysis from a filled `projection_pass` of the analysed texts."""
-    data, used_split = analysed_rows(probe.run, max_samples=options.max_samples, seed=options.seed,
-                                     split=options.split)
+    data, used_split = analysed_rows(probe.run, max_samples=options.max_samples, seed=options.seed, split=options.split)
     texts = data["text"].tolist()
     truth = data["activation"].to_numpy(dtype=np.float64)
     if reads.seen != len(texts) or reads.features is None or reads.gradient_sum is None:
@@ -214,22 +223,46 @@ def projection_result(probe: Probe, options: ProjectionOptions, reads: Projectio
     corr = {}
     for i, name in enumerate(NAMES):
         if name in arrays:
-            corr[name] = correlate(arrays[name], truth, label=name, n_resamples=options.n_resamples, seed=seed + i,
-                                   x_name=name, y_name="ground_truth")
+            corr[name] = correlate(
+                arrays[name],
+                truth,
+                label=name,
+                n_resamples=options.n_resamples,
+                seed=seed + i,
+                x_name=name,
+                y_name="ground_truth",
+            )
         else:
             why = Undefined(f"absent: {NOT_MLP}")
-            corr[name] = Correlation(r=why, r_squared=why, p_value=why, spearman=why, n=len(truth), ci_low=why,
-                                     ci_high=why, reason=why.reason, label=name)
+            corr[name] = Correlation(
+                r=why,
+                r_squared=why,
+                p_value=why,
+                spearman=why,
+                n=len(truth),
+                ci_low=why,
+                ci_high=why,
+                reason=why.reason,
+                label=name,
+            )
     null = _null_baseline(probe, x, truth, corr["head"], options.null_directions, seed)
     if null is not None:
         arrays["null_random"] = null.random_values
     check = _self_check(probe, texts, arrays, reads.checked)
     if not check.ok:
         warnings.warn(f"{probe.run.name}: {check.message}", stacklevel=2)
-    return ProjectionResult(run_name=probe.run.name, split=used_split, n=len(truth),
-                            weights=_weights(probe, reads, direction), null=null, self_check=check,
-                            options={**dataclasses.asdict(options), "split": used_split}, arrays=arrays,
-                            direction=_np(direction), **corr)
+    return ProjectionResult(
+        run_name=probe.run.name,
+        split=used_split,
+        n=len(truth),
+        weights=_weights(probe, reads, direction),
+        null=null,
+        self_check=check,
+        options={**dataclasses.asdict(options), "split": used_split},
+        arrays=arrays,
+        direction=_np(direction),
+        **corr,
+    )
 
 
 NOT_MLP = "the neuron is not an MLP neuron (layer_type is not pre/post)"
@@ -260,15 +293,15 @@ def _cos(a: torch.Tensor, b: torch.Tensor) -> float | Undefined:
 def _moments(x: torch.Tensor, truth: FloatArray, chunk: int = 4096) -> tuple[FloatArray, FloatArray, float]:
     """(Σ (x-x̄)(x-x̄)ᵀ, Σ (x-x̄)(t-t̄), Σ (t-t̄)²) in float64 on the CPU, a chunk of rows at a time."""
     n = len(x)
-    total = cast(torch.Tensor, sum(x[i:i + chunk].to("cpu", torch.float64).sum(0) for i in range(0, n, chunk)))
+    total = cast(torch.Tensor, sum(x[i : i + chunk].to("cpu", torch.float64).sum(0) for i in range(0, n, chunk)))
     mean = total.numpy() / n
     t = truth - truth.mean()
     gram = np.zeros((x.shape[1], x.shape[1]))
     cross = np.zeros(x.shape[1])
     for i in range(0, n, chunk):
-        xc = x[i:i + chunk].to("cpu", torch.float64).numpy() - mean
+        xc = x[i : i + chunk].to("cpu", torch.float64).numpy() - mean
         gram += xc.T @ xc
-        cross += xc.T @ t[i:i + chunk]
+        cross += xc.T @ t[i : i + chunk]
     return gram, cross, float(t @ t)
 
 
@@ -286,8 +319,14 @@ def _abs_r_columns(moments: tuple[FloatArray, FloatArray, float], directions: Fl
     return np.where(var > 1e-12 * scale, np.minimum(r, 1.0), np.nan)
 
 
-def _null_baseline(probe: Probe, x: torch.Tensor, truth: FloatArray, head: Correlation, k: int, seed: int,
-                   ) -> NullBaseline | None:
+def _null_baseline(
+    probe: Probe,
+    x: torch.Tensor,
+    truth: FloatArray,
+    head: Correlation,
+    k: int,
+    seed: int,
+) -> NullBaseline | None:
     if k <= 0:
         return None
     moments = _moments(x, truth)
@@ -299,9 +338,12 @@ def _null_baseline(probe: Probe, x: torch.Tensor, truth: FloatArray, head: Corre
     neurons = None
     if probe.is_mlp_neuron and x.shape[1] == probe.model.d_model:
         w_out = probe.model.W_out(probe.layer).to("cpu", torch.float64).numpy()
-        others = np.concatenate([w_out[: probe.neuron], w_out[probe.neuron + 1:]])
-        neurons = empirical_null(r, _finite(_abs_r_columns(moments, others.T)),
-                                 label=f"other neurons' output directions (layer {probe.layer})")
+        others = np.concatenate([w_out[: probe.neuron], w_out[probe.neuron + 1 :]])
+        neurons = empirical_null(
+            r,
+            _finite(_abs_r_columns(moments, others.T)),
+            label=f"other neurons' output directions (layer {probe.layer})",
+        )
     return NullBaseline(random=random, neurons=neurons, random_values=random_values)
 
 
@@ -309,8 +351,9 @@ def _finite(a: FloatArray) -> FloatArray:
     return a[np.isfinite(a)]
 
 
-def _self_check(probe: Probe, texts: list[str], arrays: dict[str, FloatArray],
-                checked: Mapping[int, Mapping[str, torch.Tensor]]) -> SelfCheck:
+def _self_check(
+    probe: Probe, texts: list[str], arrays: dict[str, FloatArray], checked: Mapping[int, Mapping[str, torch.Tensor]]
+) -> SelfCheck:
     live, truth = arrays["live"], arrays["ground_truth"]
     live_diff = float(np.max(np.abs(live - truth))) if len(truth) else 0.0
     scale = max(1.0, float(np.max(np.abs(truth))) if len(truth) else 1.0)
@@ -323,9 +366,15 @@ def _self_check(probe: Probe, texts: list[str], arrays: dict[str, FloatArray],
             batched_diff = max(batched_diff, float((single[name][0].float() - value.float()).abs().max()))
     problems = []
     if live_diff > LIVE_TOLERANCE * scale:
-        problems.append(f"live activations do not match the dataset (max |live - activation| = {live_diff:.4g}); "
-                        "was the dataset made with this model, tokenisation (prepend_bos) and processing?")
+        problems.append(
+            f"live activations do not match the dataset (max |live - activation| = {live_diff:.4g}); "
+            "was the dataset made with this model, tokenisation (prepend_bos) and processing?"
+        )
     if batched_diff > 1e-4 * scale:
         problems.append(f"batched and one-at-a-time reads differ by {batched_diff:.3g}")
-    return SelfCheck(live_max_abs_diff=live_diff, batched_max_abs_diff=batched_diff, ok=not problems,
-                     message="; ".join(problems) or "ok")
+    return SelfCheck(
+        live_max_abs_diff=live_diff,
+        batched_max_abs_diff=batched_diff,
+        ok=not problems,
+        message="; ".join(problems) or "ok",
+    )

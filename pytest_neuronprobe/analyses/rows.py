@@ -9,8 +9,13 @@ from pytest_neuronprobe.core.errors import NeuronProbeError
 from pytest_neuronprobe.core.runs import Run
 
 
-def analysed_rows(run: Run, *, max_samples: int | None, seed: int, split: str | None = None,
-                  ) -> tuple[pd.DataFrame, str]:
+def analysed_rows(
+    run: Run,
+    *,
+    max_samples: int | None,
+    seed: int,
+    split: str | None = None,
+) -> tuple[pd.DataFrame, str]:
     """(the analysed rows, the split used): the run's split rule (or `split`), then `max_samples` drawn with `seed`."""
     if split is None or split == "auto":
         data, used = run.analysed(), run.split

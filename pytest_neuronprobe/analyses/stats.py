@@ -239,9 +239,7 @@ def _bca_from_distribution(
     """BCa interval (Efron & Tibshirani 14.3, 15.4), computed as scipy.stats.bootstrap does."""
     with np.errstate(all="ignore"):
         b = theta_b.size
-        pct = (np.count_nonzero(theta_b < theta_hat) + np.count_nonzero(theta_b <= theta_hat)) / (
-            2.0 * b
-        )
+        pct = (np.count_nonzero(theta_b < theta_hat) + np.count_nonzero(theta_b <= theta_hat)) / (2.0 * b)
         z0 = _special.ndtri(pct)
         d = theta_jack.mean() - theta_jack
         a_hat = (d**3).sum() / (6.0 * ((d**2).sum()) ** 1.5)
@@ -350,8 +348,6 @@ def correlate(
         ci_high=ci_high,
         label=label,
     )
-
-
 
 
 def pearson(a: FloatArray, b: FloatArray) -> float | None:

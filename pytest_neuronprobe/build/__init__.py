@@ -1,0 +1,1 @@
+"""Building runs and models locally: small GPT-2-architecture LMs, a generated corpus, probe runs, the demo."""

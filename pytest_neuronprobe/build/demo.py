@@ -22,8 +22,11 @@ DEMO_RUNS: list[tuple[str, dict[str, Any]]] = [
 ]
 
 
-def build_demo(out_dir: str | os.PathLike[str] = "demo_runs",
-               cache_dir: str | os.PathLike[str] = ".neuronprobe/demo_lm", progress: bool = True) -> list[Path]:
+def build_demo(
+    out_dir: str | os.PathLike[str] = "demo_runs",
+    cache_dir: str | os.PathLike[str] = ".neuronprobe/demo_lm",
+    progress: bool = True,
+) -> list[Path]:
     """Build (or reuse) the demo LM in `cache_dir` and the four demo runs in `out_dir`; return the run dirs.
 
     The target is the middle layer's most variable MLP neuron (by activation variance over the train
@@ -37,8 +40,19 @@ def build_demo(out_dir: str | os.PathLike[str] = "demo_runs",
     layer = load_model(str(Path(lm_dir).resolve())).n_layers // 2
     paths: list[Path] = []
     for template, options in DEMO_RUNS:
-        paths.append(make_run(out_dir, base_model=lm_dir, layer=layer, neuron=None, name=template, seed=0,
-                              progress=progress, reuse=True, **options))
+        paths.append(
+            make_run(
+                out_dir,
+                base_model=lm_dir,
+                layer=layer,
+                neuron=None,
+                name=template,
+                seed=0,
+                progress=progress,
+                reuse=True,
+                **options,
+            )
+        )
     log(f"demo runs ready in {time.perf_counter() - start:.1f}s:", progress)
     for p in paths:
         log(f"  {p}", progress)

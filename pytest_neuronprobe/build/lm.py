@@ -271,31 +271,77 @@ def build_lm(
     tokenizer = train_tokenizer(texts, vocab_size=vocab_size)
     config = _gpt2_config(tokenizer, n_positions=n_positions, n_embd=n_embd, n_layer=n_layer, n_head=n_head)
     with _torch_threads(num_threads):
-        torch.manual_seed(seed)
-        model = GPT2LMHeadModel(config)
-        model.train(False)
-        losses: tuple[float | None, float | None] = (None, None)
-        if train_steps > 0:
-            losses = _train_lm(model, tokenizer, texts, steps=train_steps, batch_size=batch_size, lr=lr, seed=seed,
-                               progress=progress)
+        model, losses = _new_model(
+            config, tokenizer, texts, steps=train_steps, batch_size=batch_size, lr=lr, seed=seed, progress=progress
+        )
     stamp = {
-        "format": _STAMP_FORMAT, "n_layer": n_layer, "n_embd": n_embd, "n_head": n_head, "n_positions": n_positions,
-        "vocab_size": vocab_size, "train_steps": train_steps, "seed": seed, "batch_size": batch_size, "lr": lr,
-        "num_threads": num_threads, "texts_sha256": texts_digest(texts), "n_texts": len(texts),
-        "torch": torch.__version__, "start_loss": losses[0], "end_loss": losses[1],
+        "format": _STAMP_FORMAT,
+        "n_layer": n_layer,
+        "n_embd": n_embd,
+        "n_head": n_head,
+        "n_positions": n_positions,
+        "vocab_size": vocab_size,
+        "train_steps": train_steps,
+        "seed": seed,
+        "batch_size": batch_size,
+        "lr": lr,
+        "num_threads": num_threads,
+        "texts_sha256": texts_digest(texts),
+        "n_texts": len(texts),
+        "torch": torch.__version__,
+        "start_loss": losses[0],
+        "end_loss": losses[1],
     }
     tokenizer.model_max_length = n_positions
-    with atomic_dir(out) as tmp, quiet_transformers():
-        model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-        (tmp / STAMP_FILE).write_text(json.dumps(stamp, indent=2, sort_keys=True) + "\n")
+    _save(out, model, tokenizer, stamp)
     if progress:
         log(f"saved {out} ({time.perf_counter() - start:.1f}s)")
     return out
 
 
-def _gpt2_config(tokenizer: PreTrainedTokenizerFast, *, n_positions: int, n_embd: int, n_layer: int,
-                 n_head: int) -> GPT2Config:
+def _new_model(
+    config: GPT2Config,
+    tokenizer: PreTrainedTokenizerFast,
+    texts: list[str],
+    *,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    progress: bool,
+) -> tuple[GPT2LMHeadModel, tuple[float | None, float | None]]:
+    """A model seeded with ``seed``, trained for ``steps`` (if > 0) on ``texts`` framed as ``<eot> text <eot>``.
+
+    Returns the model and its (first-step loss, final loss), ``(None, None)`` untrained.
+    """
+    torch.manual_seed(seed)
+    model = GPT2LMHeadModel(config)
+    model.train(False)
+    if steps <= 0:
+        return model, (None, None)
+    seqs = _encode(tokenizer, texts, model.config.n_positions)
+    if progress:
+        n_params = sum(p.numel() for p in model.parameters())
+        log(f"training {n_params / 1e6:.2f}M params, {steps} steps on {len(texts)} texts")
+    start_loss, end_loss = _train(
+        model, seqs, pad_id=_eot_id(tokenizer), steps=steps, batch_size=batch_size, lr=lr, seed=seed, progress=progress
+    )
+    if progress:
+        log(f"loss {start_loss:.3f} -> {end_loss:.3f}")
+    return model, (start_loss, end_loss)
+
+
+def _save(out: Path, model: GPT2LMHeadModel, tokenizer: PreTrainedTokenizerFast, stamp: dict[str, Any]) -> None:
+    """Save the model, the tokenizer and the stamp into ``out`` atomically."""
+    with atomic_dir(out) as tmp, quiet_transformers():
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        (tmp / STAMP_FILE).write_text(json.dumps(stamp, indent=2, sort_keys=True) + "\n")
+
+
+def _gpt2_config(
+    tokenizer: PreTrainedTokenizerFast, *, n_positions: int, n_embd: int, n_layer: int, n_head: int
+) -> GPT2Config:
     eot = _eot_id(tokenizer)
     return GPT2Config(
         vocab_size=len(tokenizer),
@@ -312,20 +358,6 @@ def _gpt2_config(tokenizer: PreTrainedTokenizerFast, *, n_positions: int, n_embd
         eos_token_id=eot,
         pad_token_id=eot,
     )
-
-
-def _train_lm(model: GPT2LMHeadModel, tokenizer: PreTrainedTokenizerFast, texts: list[str], *, steps: int,
-              batch_size: int, lr: float, seed: int, progress: bool) -> tuple[float | None, float | None]:
-    """Train on ``texts`` framed as ``<eot> text <eot>``; return (first-step loss, final loss)."""
-    seqs = _encode(tokenizer, texts, model.config.n_positions)
-    if progress:
-        n_params = sum(p.numel() for p in model.parameters())
-        log(f"training {n_params / 1e6:.2f}M params, {steps} steps on {len(texts)} texts")
-    start_loss, end_loss = _train(model, seqs, pad_id=_eot_id(tokenizer), steps=steps, batch_size=batch_size, lr=lr,
-                                  seed=seed, progress=progress)
-    if progress:
-        log(f"loss {start_loss:.3f} -> {end_loss:.3f}")
-    return start_loss, end_loss
 
 
 def _stamp_matches(path: Path, expected: dict[str, Any]) -> bool:

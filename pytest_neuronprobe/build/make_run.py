@@ -21,13 +21,11 @@ appears atomically: it is built beside the target and renamed into place.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import json
 import os
 import shutil
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,10 +45,10 @@ from pytest_neuronprobe.build.reuse import (
     find_reusable,
     format_name,
 )
+from pytest_neuronprobe.build.run_files import atomic_run_dir, write_head, write_json
 from pytest_neuronprobe.build.texts import DEFAULT_N_TEXTS, resolve_texts, train_test_split
 from pytest_neuronprobe.build.token_head import TOKEN_STEPS, save_finetuned, train_token_head
 from pytest_neuronprobe.build.train import MLP_STEPS, FloatArray, Mask, TrainedHead, train_feature_head
-from pytest_neuronprobe.core.atomic import atomic_dir
 from pytest_neuronprobe.core.errors import NeuronProbeError
 from pytest_neuronprobe.core.formatting import format_3f
 from pytest_neuronprobe.core.models import LoadedModel, collect, encode, hook_layer, hook_name, load_model, positions
@@ -144,18 +142,46 @@ def make_run(
     `reuse=True` returns an existing run at the target unchanged when its `neuronprobe_build.json`
     records the same request, base model and texts. Raises NeuronProbeError on bad arguments.
     """
-    req = _Request(base_model=os.fspath(base_model), layer=layer, neuron=neuron, head_type=head_type,
-                   hidden_dim=hidden_dim, n_bins=n_bins, finetune_layers=finetune_layers, layer_type=layer_type,
-                   feature_layer=feature_layer, token_pos=token_pos, prepend_bos=prepend_bos, processing=processing,
-                   test_fraction=test_fraction, seed=seed, head_format=head_format, train_steps=train_steps)
+    req = _Request(
+        base_model=os.fspath(base_model),
+        layer=layer,
+        neuron=neuron,
+        head_type=head_type,
+        hidden_dim=hidden_dim,
+        n_bins=n_bins,
+        finetune_layers=finetune_layers,
+        layer_type=layer_type,
+        feature_layer=feature_layer,
+        token_pos=token_pos,
+        prepend_bos=prepend_bos,
+        processing=processing,
+        test_fraction=test_fraction,
+        seed=seed,
+        head_format=head_format,
+        train_steps=train_steps,
+    )
     template = name or DEFAULT_NAME
     model = _check_request(req, template)
     texts_list = resolve_texts(model, texts, seed, prepend_bos, n_texts)
     stamp = build_stamp(base_model=req.base_model, texts=texts_list, **req.stamp_params())
     hooks = _check_target(model, req)
-    out_root = Path(out_dir).expanduser()
+    return _build(Path(out_dir).expanduser(), template, req, model, hooks, texts_list, stamp, reuse, progress)
+
+
+def _build(
+    out_root: Path,
+    template: str,
+    req: _Request,
+    model: LoadedModel,
+    hooks: _Hooks,
+    texts_list: list[str],
+    stamp: Mapping[str, object],
+    reuse: bool,
+    progress: bool,
+) -> Path:
+    """Return the reusable run if asked and found, else read, train and write the run."""
     if reuse:
-        existing = find_reusable(out_root, template, head_type, layer, neuron, seed, stamp)
+        existing = find_reusable(out_root, template, req.head_type, req.layer, req.neuron, req.seed, stamp)
         if existing is not None:
             log(f"reusing {existing}", progress)
             return existing
@@ -189,13 +215,13 @@ def _is_int(value: object) -> bool:
 def _check_args(req: _Request) -> None:
     """Raise NeuronProbeError on an argument that is bad whatever the model."""
     if req.head_type not in HEAD_TYPES:
-        raise NeuronProbeError(f"unknown head_type {req.head_type!r}; expected one of {', '.join(HEAD_TYPES)}",
-                               key="head_type")
+        raise NeuronProbeError(
+            f"unknown head_type {req.head_type!r}; expected one of {', '.join(HEAD_TYPES)}", key="head_type"
+        )
     if req.processing not in PROCESSING:
         raise NeuronProbeError(f"expected one of {', '.join(PROCESSING)}, got {req.processing!r}", key="processing")
     if req.head_format not in HEAD_FORMATS:
-        raise NeuronProbeError(f"expected one of {', '.join(HEAD_FORMATS)}, got {req.head_format!r}",
-                               key="head_format")
+        raise NeuronProbeError(f"expected one of {', '.join(HEAD_FORMATS)}, got {req.head_format!r}", key="head_format")
     for key in ("layer", "seed", "n_bins", "finetune_layers", "feature_layer"):
         if not _is_int(getattr(req, key)):
             raise NeuronProbeError(f"expected an integer, got {getattr(req, key)!r}", key=key)
@@ -222,20 +248,28 @@ def _check_target(model: LoadedModel, req: _Request) -> _Hooks:
     """Check layer, neuron and hook against the model; return the hooks the build reads."""
     n_layers, layer = model.n_layers, req.layer
     if not 0 <= layer < n_layers:
-        raise NeuronProbeError(f"layer {layer} is out of range: the model has {n_layers} layers (0..{n_layers - 1})",
-                               key="layer")
+        raise NeuronProbeError(
+            f"layer {layer} is out of range: the model has {n_layers} layers (0..{n_layers - 1})", key="layer"
+        )
     neuron_hook = hook_name(req.layer_type, layer)
     if not model.has_hook(neuron_hook):
-        raise NeuronProbeError(f"{neuron_hook!r} is not a TransformerLens hook of this model (layer_type: e.g. post, "
-                               "pre, mlp_out, resid_post, or a full hook name)", key="layer_type")
+        raise NeuronProbeError(
+            f"{neuron_hook!r} is not a TransformerLens hook of this model (layer_type: e.g. post, "
+            "pre, mlp_out, resid_post, or a full hook name)",
+            key="layer_type",
+        )
     if hook_layer(neuron_hook) not in (None, layer):
-        raise NeuronProbeError(f"layer_type {req.layer_type!r} names layer {hook_layer(neuron_hook)}, not {layer}",
-                               key="layer_type")
+        raise NeuronProbeError(
+            f"layer_type {req.layer_type!r} names layer {hook_layer(neuron_hook)}, not {layer}", key="layer_type"
+        )
     width = model.d_mlp if neuron_hook.endswith(("mlp.hook_pre", "mlp.hook_post")) else model.d_model
     if req.neuron is not None and not 0 <= req.neuron < width:
         raise NeuronProbeError(f"neuron {req.neuron} is out of range for {neuron_hook} (width {width})", key="neuron")
-    hooks = _Hooks(neuron=neuron_hook, feature=f"blocks.{req.feature_layer % n_layers}.hook_resid_post",
-                   final=f"blocks.{n_layers - 1}.hook_resid_post")
+    hooks = _Hooks(
+        neuron=neuron_hook,
+        feature=f"blocks.{req.feature_layer % n_layers}.hook_resid_post",
+        final=f"blocks.{n_layers - 1}.hook_resid_post",
+    )
     if req.head_type == "token":
         _check_token_head(req, hooks, n_layers)
     return hooks
@@ -243,15 +277,21 @@ def _check_target(model: LoadedModel, req: _Request) -> _Hooks:
 
 def _check_token_head(req: _Request, hooks: _Hooks, n_layers: int) -> None:
     if hooks.feature != hooks.final:
-        raise NeuronProbeError(f"feature_layer {req.feature_layer} does not apply to a token head (it reads the "
-                               "model's own logits, i.e. the final layer)", key="feature_layer")
+        raise NeuronProbeError(
+            f"feature_layer {req.feature_layer} does not apply to a token head (it reads the "
+            "model's own logits, i.e. the final layer)",
+            key="feature_layer",
+        )
     k = req.finetune_layers
     if not 1 <= k <= n_layers:
         raise NeuronProbeError(f"finetune_layers must be 1..{n_layers}, got {k}", key="finetune_layers")
     if req.layer >= n_layers - k:
         # stacklevel 4: the caller of make_run (make_run -> _check_target -> here)
-        warnings.warn(f"fine-tuning the last {k} block(s) also changes layer {req.layer}: the "
-                      "dataset's activations are those of the original model", stacklevel=4)
+        warnings.warn(
+            f"fine-tuning the last {k} block(s) also changes layer {req.layer}: the "
+            "dataset's activations are those of the original model",
+            stacklevel=4,
+        )
 
 
 def _run_name(template: str, req: _Request, neuron: int) -> str:
@@ -260,8 +300,11 @@ def _run_name(template: str, req: _Request, neuron: int) -> str:
     check_name(run_name)
     named = NEURON_RE.search(run_name)
     if named and (int(named.group(1)), int(named.group(2))) != (req.layer, neuron):
-        raise NeuronProbeError(f"run name {run_name!r} names neuron_l{named.group(1)}_n{named.group(2)} but the "
-                               f"target is layer {req.layer}, neuron {neuron}: the run would not load", key="name")
+        raise NeuronProbeError(
+            f"run name {run_name!r} names neuron_l{named.group(1)}_n{named.group(2)} but the "
+            f"target is layer {req.layer}, neuron {neuron}: the run would not load",
+            key="name",
+        )
     return run_name
 
 
@@ -285,10 +328,14 @@ def _read(model: LoadedModel, req: _Request, hooks: _Hooks, texts: list[str], pr
     activations: FloatArray = acts_all[:, neuron].numpy()
     features = values[hooks.feature].clone().float().cpu()
     if float(np.var(activations[train])) == 0.0:
-        raise NeuronProbeError(f"neuron {neuron} of {hooks.neuron} is constant on the train texts "
-                               f"({activations[train][0]:g}); nothing to probe", key="neuron")
-    return _GroundTruth(toks=toks, pos=pos, split=split, train=train, neuron=neuron, activations=activations,
-                        features=features)
+        raise NeuronProbeError(
+            f"neuron {neuron} of {hooks.neuron} is constant on the train texts "
+            f"({activations[train][0]:g}); nothing to probe",
+            key="neuron",
+        )
+    return _GroundTruth(
+        toks=toks, pos=pos, split=split, train=train, neuron=neuron, activations=activations, features=features
+    )
 
 
 # --------------------------------------------------------------------------------------------- #
@@ -300,12 +347,29 @@ def _train(req: _Request, data: _GroundTruth, progress: bool) -> TrainedHead:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(req.seed)
         if req.head_type == "token":
-            return train_token_head(req.base_model, req.local, data.toks, data.pos, data.activations, data.train,
-                                    finetune_layers=req.finetune_layers, seed=req.seed, progress=progress,
-                                    steps=req.train_steps or TOKEN_STEPS)
-        return train_feature_head(req.head_type, data.features, data.activations, data.train,
-                                  hidden_dim=req.hidden_dim, n_bins=req.n_bins, seed=req.seed, progress=progress,
-                                  steps=req.train_steps or MLP_STEPS)
+            return train_token_head(
+                req.base_model,
+                req.local,
+                data.toks,
+                data.pos,
+                data.activations,
+                data.train,
+                finetune_layers=req.finetune_layers,
+                seed=req.seed,
+                progress=progress,
+                steps=req.train_steps or TOKEN_STEPS,
+            )
+        return train_feature_head(
+            req.head_type,
+            data.features,
+            data.activations,
+            data.train,
+            hidden_dim=req.hidden_dim,
+            n_bins=req.n_bins,
+            seed=req.seed,
+            progress=progress,
+            steps=req.train_steps or MLP_STEPS,
+        )
 
 
 # --------------------------------------------------------------------------------------------- #
@@ -336,8 +400,10 @@ def _config(req: _Request, neuron: int, head: TrainedHead) -> dict[str, object]:
 def _summary(req: _Request, hooks: _Hooks, data: _GroundTruth, head: TrainedHead, progress: bool) -> dict[str, object]:
     """introspection_summary.json: the target, the hooks and the head's train/test Pearson r."""
     train = data.train
-    r = {part: pearson(head.predictions[mask], data.activations[mask]) for part, mask in
-         (("train", train), ("test", ~train))}
+    r = {
+        part: pearson(head.predictions[mask], data.activations[mask])
+        for part, mask in (("train", train), ("test", ~train))
+    }
     log(f"{req.head_type} head: train r={format_3f(r['train'])}, test r={format_3f(r['test'])}", progress)
     return {
         "target_layer": req.layer,
@@ -351,52 +417,32 @@ def _summary(req: _Request, hooks: _Hooks, data: _GroundTruth, head: TrainedHead
     }
 
 
-def _write(target: Path, req: _Request, hooks: _Hooks, data: _GroundTruth, head: TrainedHead, texts: list[str],
-           stamp: Mapping[str, object], progress: bool) -> None:
+def _write(
+    target: Path,
+    req: _Request,
+    hooks: _Hooks,
+    data: _GroundTruth,
+    head: TrainedHead,
+    texts: list[str],
+    stamp: Mapping[str, object],
+    progress: bool,
+) -> None:
     """Write the run directory atomically (SPEC §1 layout)."""
     config = _config(req, data.neuron, head)
     summary = _summary(req, hooks, data, head, progress)
     stem = f"neuron_l{req.layer}_n{data.neuron}_s{req.seed}"
     run_name = target.name
-    with _atomic_run_dir(target) as tmp:
+    with atomic_run_dir(target) as tmp:
         (tmp / "datasets").mkdir()
         best = tmp / "models" / stem / "best_model"
         best.mkdir(parents=True)
         frame = pd.DataFrame({"text": texts, "activation": data.activations.astype(np.float64), "split": data.split})
         frame.to_csv(tmp / "datasets" / f"{stem}.csv", index=False, lineterminator="\n", encoding="utf-8")
-        _write_head(best / f"head.{req.head_format}", head.state, req.head_format)
+        write_head(best / f"head.{req.head_format}", head.state, req.head_format)
         if req.head_type == "token":
             save_finetuned(head, best / "base_model")
         elif req.local:
-            shutil.copytree(Path(req.base_model).expanduser(), best / "base_model",
-                            ignore=shutil.ignore_patterns(".*"))
-        _write_json(best / "config.json", config)
-        _write_json(tmp / SUMMARY_FILE, summary)
-        _write_json(tmp / BUILD_STAMP, {**stamp, "result": {"target_neuron": data.neuron, "run_name": run_name}})
-
-
-def _write_head(path: Path, state: dict[str, torch.Tensor], head_format: str) -> None:
-    if head_format == "safetensors":
-        from safetensors.torch import save_file
-
-        save_file(dict(sorted(state.items())), str(path))
-    else:
-        torch.save(dict(sorted(state.items())), path)
-
-
-def _write_json(path: Path, obj: object) -> None:
-    path.write_text(json.dumps(obj, indent=2, allow_nan=False) + "\n", encoding="utf-8")
-
-
-def _looks_like_run(path: Path) -> bool:
-    return path.is_dir() and ((path / BUILD_STAMP).is_file() or (path / "models").is_dir()
-                              or (path / "datasets").is_dir() or not any(path.iterdir()))
-
-
-@contextlib.contextmanager
-def _atomic_run_dir(target: Path) -> Iterator[Path]:
-    """`atomic_dir`, refusing to replace a directory that is not a run."""
-    if target.exists() and not _looks_like_run(target):
-        raise NeuronProbeError("exists and is not a run directory; refusing to replace it", path=target)
-    with atomic_dir(target) as tmp:
-        yield tmp
+            shutil.copytree(Path(req.base_model).expanduser(), best / "base_model", ignore=shutil.ignore_patterns(".*"))
+        write_json(best / "config.json", config)
+        write_json(tmp / SUMMARY_FILE, summary)
+        write_json(tmp / BUILD_STAMP, {**stamp, "result": {"target_neuron": data.neuron, "run_name": run_name}})

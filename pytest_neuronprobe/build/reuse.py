@@ -27,8 +27,10 @@ def format_name(template: str, head_type: str, layer: int, neuron: int | str, se
     try:
         return template.format(head_type=head_type, layer=layer, neuron=neuron, seed=seed)
     except (KeyError, IndexError, ValueError) as exc:
-        raise NeuronProbeError(f"bad name template {template!r} ({exc}); the fields are {{head_type}}, {{layer}}, "
-                               "{neuron}, {seed}", key="name") from None
+        raise NeuronProbeError(
+            f"bad name template {template!r} ({exc}); the fields are {{head_type}}, {{layer}}, {{neuron}}, {{seed}}",
+            key="name",
+        ) from None
 
 
 def check_name(name: str) -> None:
@@ -67,8 +69,15 @@ def _stamp_matches(run_dir: Path, stamp: Mapping[str, object]) -> bool:
     return True
 
 
-def find_reusable(out_root: Path, template: str, head_type: str, layer: int, neuron: int | None, seed: int,
-                  stamp: Mapping[str, object]) -> Path | None:
+def find_reusable(
+    out_root: Path,
+    template: str,
+    head_type: str,
+    layer: int,
+    neuron: int | None,
+    seed: int,
+    stamp: Mapping[str, object],
+) -> Path | None:
     """An existing run that this exact request built, found without reading any activations."""
     if neuron is not None or "{neuron" not in template:
         target = out_root / format_name(template, head_type, layer, -1 if neuron is None else neuron, seed)

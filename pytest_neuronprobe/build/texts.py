@@ -27,8 +27,9 @@ def read_texts_file(path: str | os.PathLike[str]) -> list[str]:
         if p.suffix.lower() == ".csv":
             frame = pd.read_csv(p, dtype=str, keep_default_na=False, na_values=[], encoding="utf-8")
             if "text" not in frame.columns:
-                raise NeuronProbeError(f"CSV has no 'text' column; found {', '.join(map(str, frame.columns))}",
-                                       path=p, key="text")
+                raise NeuronProbeError(
+                    f"CSV has no 'text' column; found {', '.join(map(str, frame.columns))}", path=p, key="text"
+                )
             texts = [t for t in frame["text"].tolist() if t]
         else:
             texts = [line for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -41,8 +42,9 @@ def read_texts_file(path: str | os.PathLike[str]) -> list[str]:
     return texts
 
 
-def resolve_texts(model: LoadedModel, texts: Sequence[str] | None, seed: int, prepend_bos: bool,
-                  n_texts: int) -> list[str]:
+def resolve_texts(
+    model: LoadedModel, texts: Sequence[str] | None, seed: int, prepend_bos: bool, n_texts: int
+) -> list[str]:
     """The given texts (validated), else the first `n_texts` generated texts that fit the model's context."""
     if texts is None:
         from pytest_neuronprobe.build.corpus import generate_corpus

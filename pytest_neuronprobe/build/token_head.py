@@ -55,8 +55,10 @@ def digit_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
     for d in range(10):
         enc = tokenizer.encode(str(d), add_special_tokens=False)
         if len(enc) != 1:
-            raise NeuronProbeError(f"digit {d!r} is not a single token for this tokenizer ({enc}); a token head "
-                                   "needs single-token digits", key="head_type")
+            raise NeuronProbeError(
+                f"digit {d!r} is not a single token for this tokenizer ({enc}); a token head needs single-token digits",
+                key="head_type",
+            )
         ids.append(int(enc[0]))
     return ids
 
@@ -70,12 +72,17 @@ def _load_for_finetuning(base: str, local: bool) -> tuple[PreTrainedModel, PreTr
             tokenizer = AutoTokenizer.from_pretrained(source)
             model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
         except Exception as exc:  # noqa: BLE001 - loader failures become one message
-            raise NeuronProbeError(f"could not load the base model for fine-tuning: {type(exc).__name__}: "
-                                   f"{(str(exc).splitlines() or [''])[0]}", key="base_model") from None
+            raise NeuronProbeError(
+                f"could not load the base model for fine-tuning: {type(exc).__name__}: "
+                f"{(str(exc).splitlines() or [''])[0]}",
+                key="base_model",
+            ) from None
     body = model.base_model
     if not (hasattr(body, "h") and hasattr(body, "ln_f")):
-        raise NeuronProbeError(f"token heads fine-tune GPT-2-style models (transformer.h, transformer.ln_f); "
-                               f"got {type(model).__name__}", key="head_type")
+        raise NeuronProbeError(
+            f"token heads fine-tune GPT-2-style models (transformer.h, transformer.ln_f); got {type(model).__name__}",
+            key="head_type",
+        )
     return model, tokenizer
 
 
@@ -87,12 +94,19 @@ class _DigitLogits:
     exact for right padding (no real token attends to a later padding token).
     """
 
-    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, digits: list[int],
-                 toks: list[list[int]], pos: npt.NDArray[np.integer[Any]], finetune_layers: int) -> None:
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        digits: list[int],
+        toks: list[list[int]],
+        pos: npt.NDArray[np.integer[Any]],
+        finetune_layers: int,
+    ) -> None:
         self.body = cast(_GPT2Body, model.base_model)
         self.toks, self.pos = toks, pos
         self.first = len(self.body.h) - finetune_layers
-        self.top: list[torch.nn.Module] = list(self.body.h[self.first:])
+        self.top: list[torch.nn.Module] = list(self.body.h[self.first :])
         self.params = [p for module in [*self.top, self.body.ln_f] for p in module.parameters()]
         self.unembed: Any = model.get_output_embeddings()  # type: ignore[no-untyped-call]
         self.digit_idx = torch.tensor(digits, dtype=torch.long)
@@ -124,7 +138,7 @@ class _DigitLogits:
         with torch.no_grad():
             order = np.arange(len(self.toks))
             for start in range(0, len(order), _EVAL_BATCH):
-                rows = order[start:start + _EVAL_BATCH]
+                rows = order[start : start + _EVAL_BATCH]
                 ids, mask, _ = self.padded(rows)
                 states = self.body(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
                 entry = states[self.first]
@@ -151,7 +165,7 @@ class _DigitLogits:
         with torch.no_grad():
             everything = np.arange(len(self.toks))
             for start in range(0, len(everything), _EVAL_BATCH):
-                probs = self.full(everything[start:start + _EVAL_BATCH]).softmax(-1)
+                probs = self.full(everything[start : start + _EVAL_BATCH]).softmax(-1)
                 preds.append((probs * torch.arange(10, dtype=probs.dtype)).sum(-1))
         out: FloatArray = torch.cat(preds).double().numpy()
         return out
@@ -167,8 +181,17 @@ def _training_logits(logits: _DigitLogits, probe_rows: Rows, progress: bool) -> 
     return logits.fast if fast_ok else logits.full
 
 
-def _fine_tune(params: list[torch.nn.Parameter], logits_of: Logits, labels: torch.Tensor, train_rows: Rows, *,
-               batch: int, seed: int, steps: int, progress: bool) -> None:
+def _fine_tune(
+    params: list[torch.nn.Parameter],
+    logits_of: Logits,
+    labels: torch.Tensor,
+    train_rows: Rows,
+    *,
+    batch: int,
+    seed: int,
+    steps: int,
+    progress: bool,
+) -> None:
     for p in params:
         p.requires_grad_(True)
     gen = np.random.default_rng(seed)
@@ -186,9 +209,19 @@ def _fine_tune(params: list[torch.nn.Parameter], logits_of: Logits, labels: torc
         p.requires_grad_(False)
 
 
-def train_token_head(base: str, local: bool, toks: list[list[int]], pos: npt.NDArray[np.integer[Any]],
-                     activations: FloatArray, train: Mask, *, finetune_layers: int, seed: int, progress: bool,
-                     steps: int) -> TrainedHead:
+def train_token_head(
+    base: str,
+    local: bool,
+    toks: list[list[int]],
+    pos: npt.NDArray[np.integer[Any]],
+    activations: FloatArray,
+    train: Mask,
+    *,
+    finetune_layers: int,
+    seed: int,
+    progress: bool,
+    steps: int,
+) -> TrainedHead:
     """Fine-tune the last blocks (+ final LayerNorm) so the digit logits at `token_pos` give the decile."""
     model, tokenizer = _load_for_finetuning(base, local)
     digits = digit_ids(tokenizer)
@@ -203,10 +236,14 @@ def train_token_head(base: str, local: bool, toks: list[list[int]], pos: npt.NDA
     logits_of = _training_logits(logits, train_rows[:batch], progress)
     log(f"token head: fine-tuning {finetune_layers} block(s) + ln_f on {len(train_rows)} texts", progress)
     _fine_tune(logits.params, logits_of, labels, train_rows, batch=batch, seed=seed, steps=steps, progress=progress)
-    head_config: dict[str, object] = {"digit_tokens": digits, "finetune_layers": finetune_layers,
-                                      "decile_edges": [float(e) for e in edges]}
-    return TrainedHead(state={}, predictions=logits.expected_digit(), head_config=head_config, model=model,
-                       tokenizer=tokenizer)
+    head_config: dict[str, object] = {
+        "digit_tokens": digits,
+        "finetune_layers": finetune_layers,
+        "decile_edges": [float(e) for e in edges],
+    }
+    return TrainedHead(
+        state={}, predictions=logits.expected_digit(), head_config=head_config, model=model, tokenizer=tokenizer
+    )
 
 
 def save_finetuned(head: TrainedHead, path: Path) -> None:

@@ -55,13 +55,23 @@ def _ridge_fit(x: FloatArray, y: FloatArray) -> tuple[FloatArray, float]:
     u, sv, vt = np.linalg.svd(x - x_mean, full_matrices=False)
     keep = sv > _RCOND * (sv[0] if len(sv) else 0.0)
     lam = _RIDGE * float(np.mean(sv[keep] ** 2)) if keep.any() else 0.0
-    gain = np.where(keep, sv / np.where(keep, sv ** 2 + lam, 1.0), 0.0)
+    gain = np.where(keep, sv / np.where(keep, sv**2 + lam, 1.0), 0.0)
     w = vt.T @ (gain * (u.T @ (y - y_mean)))
     return w, float(y_mean - x_mean @ w)
 
 
-def train_feature_head(head_type: str, features: torch.Tensor, activations: FloatArray, train: Mask, *,
-                       hidden_dim: int | None, n_bins: int, seed: int, progress: bool, steps: int) -> TrainedHead:
+def train_feature_head(
+    head_type: str,
+    features: torch.Tensor,
+    activations: FloatArray,
+    train: Mask,
+    *,
+    hidden_dim: int | None,
+    n_bins: int,
+    seed: int,
+    progress: bool,
+    steps: int,
+) -> TrainedHead:
     """Regression or classification head on the train rows; predictions on every row."""
     x_train = features[torch.as_tensor(train)]
     y_train = activations[train]
@@ -69,21 +79,25 @@ def train_feature_head(head_type: str, features: torch.Tensor, activations: Floa
     bin_edges: list[float] | None = None
     if head_type == "regression" and hidden_dim is None:
         w, b = _ridge_fit(x_train.double().numpy(), y_train.astype(np.float64))
-        state = {"output.weight": torch.tensor(w, dtype=torch.float32)[None, :],
-                 "output.bias": torch.tensor([b], dtype=torch.float32)}
+        state = {
+            "output.weight": torch.tensor(w, dtype=torch.float32)[None, :],
+            "output.bias": torch.tensor([b], dtype=torch.float32),
+        }
         log("regression head: closed-form least squares", progress)
     elif head_type == "regression":
         y_mean, y_std = float(y_train.mean()), float(y_train.std()) or 1.0
         target = torch.tensor((y_train - y_mean) / y_std, dtype=torch.float32)[:, None]
-        state = _fit_mlp(x_train, target, out_dim=1, hidden_dim=hidden_dim, loss="mse", seed=seed,
-                         progress=progress, steps=steps)
+        state = _fit_mlp(
+            x_train, target, out_dim=1, hidden_dim=hidden_dim, loss="mse", seed=seed, progress=progress, steps=steps
+        )
         state["output.weight"] = state["output.weight"] * y_std
         state["output.bias"] = state["output.bias"] * y_std + y_mean
     else:
         edges = _bin_edges(y_train, n_bins)
         labels = torch.as_tensor(np.searchsorted(edges[1:-1], y_train, side="right"), dtype=torch.long)
-        state = _fit_mlp(x_train, labels, out_dim=n_bins, hidden_dim=hidden_dim, loss="ce", seed=seed,
-                         progress=progress, steps=steps)
+        state = _fit_mlp(
+            x_train, labels, out_dim=n_bins, hidden_dim=hidden_dim, loss="ce", seed=seed, progress=progress, steps=steps
+        )
         bin_edges = [float(e) for e in edges]
         extra["bin_edges"] = bin_edges
         extra["n_bins"] = n_bins
@@ -95,13 +109,25 @@ def _bin_edges(values: FloatArray, n_bins: int) -> FloatArray:
     edges = np.quantile(values.astype(np.float64), np.linspace(0.0, 1.0, n_bins + 1))
     edges[0], edges[-1] = float(values.min()), float(values.max())
     if np.any(np.diff(edges) <= 0):
-        raise NeuronProbeError(f"the train activations have too few distinct values for {n_bins} quantile bins "
-                               f"(edges {np.round(edges, 6).tolist()}); use fewer bins or more texts", key="n_bins")
+        raise NeuronProbeError(
+            f"the train activations have too few distinct values for {n_bins} quantile bins "
+            f"(edges {np.round(edges, 6).tolist()}); use fewer bins or more texts",
+            key="n_bins",
+        )
     return edges
 
 
-def _fit_mlp(x: torch.Tensor, target: torch.Tensor, *, out_dim: int, hidden_dim: int | None, loss: str, seed: int,
-             progress: bool, steps: int) -> dict[str, torch.Tensor]:
+def _fit_mlp(
+    x: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    out_dim: int,
+    hidden_dim: int | None,
+    loss: str,
+    seed: int,
+    progress: bool,
+    steps: int,
+) -> dict[str, torch.Tensor]:
     """Full-batch Adam on standardised inputs; the standardisation is folded back into the first layer."""
     x = x.float()
     mu = x.mean(0)

@@ -1,0 +1,1 @@
+"""Claims: metric names, the expression language, verdicts and claims files (pytest-free)."""

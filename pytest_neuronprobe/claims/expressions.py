@@ -24,8 +24,10 @@ from pytest_neuronprobe.core.formatting import format_literal, format_short
 
 __all__ = ["Expr", "Operand", "Range", "parse_expr"]
 
-_FORMS = ("'>= 0.8', '> 0.8', '<= 0.05', '< 0.05', '== 3', '1.0 +- 0.2', 'between 0.5 and 1.5', "
-          "'>= baseline - 0.05', '>= baseline * 0.9', 'baseline +- 0.1'")
+_FORMS = (
+    "'>= 0.8', '> 0.8', '<= 0.05', '< 0.05', '== 3', '1.0 +- 0.2', 'between 0.5 and 1.5', "
+    "'>= baseline - 0.05', '>= baseline * 0.9', 'baseline +- 0.1'"
+)
 
 
 @dataclass(frozen=True)
@@ -44,8 +46,12 @@ class Operand:
             raise ValueError("this operand refers to the baseline")
         if self.op is None:
             return base
-        return {"+": base + self.value, "-": base - self.value, "*": base * self.value,
-                "/": base / self.value if self.value else math.nan}[self.op]
+        return {
+            "+": base + self.value,
+            "-": base - self.value,
+            "*": base * self.value,
+            "/": base / self.value if self.value else math.nan,
+        }[self.op]
 
     def __str__(self) -> str:
         if not self.baseline:
@@ -91,8 +97,7 @@ class Expr:
     @property
     def kind(self) -> str:
         """``lower`` (>=, >), ``upper`` (<=, <), ``equal`` (==) or ``range`` (+-, between)."""
-        return {">=": "lower", ">": "lower", "<=": "upper", "<": "upper", "==": "equal"}.get(
-            self.op, "range")
+        return {">=": "lower", ">": "lower", "<=": "upper", "<": "upper", "==": "equal"}.get(self.op, "range")
 
     def range(self, base: float | None = None) -> Range:
         """The accepted values, with baseline references resolved against ``base``."""
@@ -137,8 +142,7 @@ _OP_ALIASES = {"±": "+-", "+/-": "+-", "≥": ">=", "≤": "<="}
 
 def _syntax_error(text: str, context: str, expected: str, pos: int) -> NeuronProbeError:
     at = f"at position {pos}" if pos < len(text.rstrip()) else "at the end"
-    return NeuronProbeError(f"cannot parse claim {context!r}: expected {expected} {at} of {text!r} "
-                            f"(forms: {_FORMS})")
+    return NeuronProbeError(f"cannot parse claim {context!r}: expected {expected} {at} of {text!r} (forms: {_FORMS})")
 
 
 def _tokenize(text: str, context: str) -> list[tuple[str, str, int]]:
@@ -150,8 +154,7 @@ def _tokenize(text: str, context: str) -> list[tuple[str, str, int]]:
         m = _TOKEN.match(stripped, pos)
         if m is None:
             where = len(stripped) - len(stripped[pos:].lstrip())
-            raise _syntax_error(text, context,
-                                f"an operator, a number or 'baseline', found {stripped[where]!r}", where)
+            raise _syntax_error(text, context, f"an operator, a number or 'baseline', found {stripped[where]!r}", where)
         kind = m.lastgroup or ""
         value = m.group(kind)
         if kind == "op":
@@ -237,8 +240,7 @@ def _between(c: _Cursor) -> Expr:
     hi = _operand(c)
     c.expect_end()
     if not lo.baseline and not hi.baseline and lo.value > hi.value:
-        c.fail(f"a lower bound first ('between {format_literal(hi.value)} and "
-               f"{format_literal(lo.value)}')", 0)
+        c.fail(f"a lower bound first ('between {format_literal(hi.value)} and {format_literal(lo.value)}')", 0)
     return Expr("between", lo, hi, text=c.text.strip())
 
 
@@ -249,8 +251,7 @@ def _tolerance(c: _Cursor) -> Expr:
     if (k, v) != ("op", "+-"):
         if centre.baseline:
             c.fail(f"'+-' after '{centre}', found {c.found()}")
-        c.fail(f"'+-' after {format_literal(centre.value)} (or an operator such as '>=' "
-               f"before it), found {c.found()}")
+        c.fail(f"'+-' after {format_literal(centre.value)} (or an operator such as '>=' before it), found {c.found()}")
     c.take()
     tol = _number(c, "a tolerance (a number)")
     if tol < 0:

@@ -57,14 +57,12 @@ def _scalar_str(node: yaml.Node, path: Path, key: str | None, what: str) -> str:
             raise _err(path, node, key, f"expected {what}, got nothing")
         hint = ""
         if what.startswith("an expr") and node.tag.endswith((":int", ":float")):
-            hint = (f" (a bare number is not a claim: write e.g. '== {node.value}' "
-                    f"or '>= {node.value}')")
+            hint = f" (a bare number is not a claim: write e.g. '== {node.value}' or '>= {node.value}')"
         raise _err(path, node, key, f"expected {what}, got {node.value!r}{hint}")
     return str(node.value)
 
 
-def _pairs(node: yaml.MappingNode, path: Path,
-           where: str | None) -> Iterator[tuple[str, yaml.Node, yaml.Node]]:
+def _pairs(node: yaml.MappingNode, path: Path, where: str | None) -> Iterator[tuple[str, yaml.Node, yaml.Node]]:
     seen: dict[str, int] = {}
     for k, v in node.value:
         key = _scalar_str(k, path, where, "a name as key")
@@ -94,10 +92,16 @@ def _compose(path: Path) -> yaml.Node | None:
         line = mark.line + 1 if mark is not None else 1
         problem = exc.problem or str(exc)
         hint = ""
-        if ("block scalar" in (exc.context or "") or "chomping" in problem
-                or "indentation indicator" in problem or "'>' that cannot start" in problem):
-            hint = ("; quote expressions that start with '>' (YAML reads a bare '>' as a folded "
-                    "text block), e.g. projection.head.r: \">= 0.8\"")
+        if (
+            "block scalar" in (exc.context or "")
+            or "chomping" in problem
+            or "indentation indicator" in problem
+            or "'>' that cannot start" in problem
+        ):
+            hint = (
+                "; quote expressions that start with '>' (YAML reads a bare '>' as a folded "
+                'text block), e.g. projection.head.r: ">= 0.8"'
+            )
         raise _err(path, line, None, f"invalid YAML: {problem}{hint}") from None
     except yaml.YAMLError as exc:
         raise NeuronProbeError(f"invalid YAML: {exc}", path=path) from None
@@ -118,13 +122,13 @@ def _file_options(root: yaml.MappingNode, path: Path, judge: str) -> tuple[str, 
             elif opt == "run":
                 run = _scalar_str(ov, path, "options.run", "a glob over run names")
             else:
-                raise _err(path, ok, f"options.{opt}",
-                           f"unknown option; options are {', '.join(_OPTION_KEYS)}")
+                raise _err(path, ok, f"options.{opt}", f"unknown option; options are {', '.join(_OPTION_KEYS)}")
     return judge, run
 
 
-def _claim_mapping(v: yaml.MappingNode, path: Path, metric: str, judge: str,
-                   run: str | None) -> tuple[yaml.Node, str, str | None]:
+def _claim_mapping(
+    v: yaml.MappingNode, path: Path, metric: str, judge: str, run: str | None
+) -> tuple[yaml.Node, str, str | None]:
     """``expect``, ``judge`` and ``run`` of a claim written as a mapping."""
     exprs = None
     for key, kk, vv in _pairs(v, path, metric):
@@ -135,8 +139,7 @@ def _claim_mapping(v: yaml.MappingNode, path: Path, metric: str, judge: str,
         elif key == "run":
             run = _scalar_str(vv, path, f"{metric}.run", "a glob over run names")
         else:
-            raise _err(path, kk, f"{metric}.{key}",
-                       f"unknown key; a claim mapping has {', '.join(_CLAIM_KEYS)}")
+            raise _err(path, kk, f"{metric}.{key}", f"unknown key; a claim mapping has {', '.join(_CLAIM_KEYS)}")
     if exprs is None:
         raise _err(path, v, metric, "a claim mapping needs 'expect: <expression>'")
     return exprs, judge, run
@@ -156,8 +159,9 @@ def _claims_of(metric: str, v: yaml.Node, path: Path, judge: str, run: str | Non
             expr = parse_expr(expr_text, context=f"{metric}: {expr_text}")
         except NeuronProbeError as exc:
             raise _err(path, item, metric, str(exc)) from None
-        claims.append(Claim(metric, expr, f"{metric} {expr.text}", source=str(path),
-                            line=_line(item), judge=judge, run=run))
+        claims.append(
+            Claim(metric, expr, f"{metric} {expr.text}", source=str(path), line=_line(item), judge=judge, run=run)
+        )
     return claims
 
 
@@ -172,8 +176,12 @@ def load_claims(path: str | Path, *, default_judge: str = "bound") -> list[Claim
     if root is None:
         return []
     if not isinstance(root, yaml.MappingNode):
-        raise _err(path, root, None, "expected a mapping of metric names to expressions at the top level, "
-                                     "e.g. projection.head.r: \">= 0.8\"")
+        raise _err(
+            path,
+            root,
+            None,
+            'expected a mapping of metric names to expressions at the top level, e.g. projection.head.r: ">= 0.8"',
+        )
     judge, run = _file_options(root, path, default_judge)
     claims: list[Claim] = []
     for metric, _, v in _pairs(root, path, None):

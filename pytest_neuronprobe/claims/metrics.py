@@ -33,12 +33,24 @@ __all__ = [
     "flatten",
 ]
 
-_CORRELATION_FIELDS = (("r", "correlation"), ("r_squared", "r_squared"), ("p_value", "p_value"),
-                       ("spearman", "spearman"), ("n", "n"))
+_CORRELATION_FIELDS = (
+    ("r", "correlation"),
+    ("r_squared", "r_squared"),
+    ("p_value", "p_value"),
+    ("spearman", "spearman"),
+    ("n", "n"),
+)
 _WEIGHT_FIELDS = ("head_input", "head_output", "input_output")
 _NULL_FIELDS = ("observed", "p_value", "percentile_95", "selectivity", "n_null")
-_PATCHING_FIELDS = ("slope", "intercept", "r_squared", "baseline_correlation", "direct_slope",
-                    "direct_fraction", "n_texts")
+_PATCHING_FIELDS = (
+    "slope",
+    "intercept",
+    "r_squared",
+    "baseline_correlation",
+    "direct_slope",
+    "direct_fraction",
+    "n_texts",
+)
 
 #: Every name :func:`flatten` can produce (a summary may hold fewer).
 KNOWN_METRICS: tuple[str, ...] = (
@@ -111,8 +123,7 @@ def _section(d: Mapping[str, object], key: str, where: str) -> Mapping[str, obje
     if value is None:
         return None
     if not isinstance(value, Mapping):
-        raise NeuronProbeError(f"expected an object or null, got {type(value).__name__}",
-                               key=f"{where}{key}")
+        raise NeuronProbeError(f"expected an object or null, got {type(value).__name__}", key=f"{where}{key}")
     return value
 
 
@@ -127,8 +138,17 @@ class _Flattener:
     def __init__(self) -> None:
         self.out: dict[str, Metric] = {}
 
-    def add(self, name: str, entry: Mapping[str, object], key: str, where: str, *,
-            lo: str | None = None, hi: str | None = None, reason: str | None = None) -> None:
+    def add(
+        self,
+        name: str,
+        entry: Mapping[str, object],
+        key: str,
+        where: str,
+        *,
+        lo: str | None = None,
+        hi: str | None = None,
+        reason: str | None = None,
+    ) -> None:
         value = _number(entry.get(key), f"{where}.{key}")
         ci_low = _number(entry.get(lo), f"{where}.{lo}") if lo else None
         ci_high = _number(entry.get(hi), f"{where}.{hi}") if hi else None
@@ -148,8 +168,15 @@ def _projections(out: _Flattener, summary: Mapping[str, object]) -> bool:
         reason = _reason(entry)
         for field_name, key in _CORRELATION_FIELDS:
             interval = ("ci_low", "ci_high") if field_name == "r" else (None, None)
-            out.add(f"projection.{p}.{field_name}", entry, key, f"projections.{p}",
-                    lo=interval[0], hi=interval[1], reason=reason)
+            out.add(
+                f"projection.{p}.{field_name}",
+                entry,
+                key,
+                f"projections.{p}",
+                lo=interval[0],
+                hi=interval[1],
+                reason=reason,
+            )
     return ran
 
 
@@ -184,8 +211,9 @@ def _patching(out: _Flattener, summary: Mapping[str, object]) -> None:
     reason = _reason(patching)
     for name in _PATCHING_FIELDS:
         if name == "slope":
-            out.add("patching.slope", patching, "slope", "patching", lo="slope_ci_low",
-                    hi="slope_ci_high", reason=reason)
+            out.add(
+                "patching.slope", patching, "slope", "patching", lo="slope_ci_low", hi="slope_ci_high", reason=reason
+            )
         elif name in patching:
             out.add(f"patching.{name}", patching, name, "patching", reason=reason)
 

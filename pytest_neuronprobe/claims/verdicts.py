@@ -53,8 +53,7 @@ class Claim:
 
     def __post_init__(self) -> None:
         if self.judge not in JUDGES:
-            raise NeuronProbeError(f"judge must be one of {', '.join(JUDGES)}, got {self.judge!r}",
-                                   key=self.metric)
+            raise NeuronProbeError(f"judge must be one of {', '.join(JUDGES)}, got {self.judge!r}", key=self.metric)
 
     @property
     def where(self) -> str:
@@ -68,19 +67,20 @@ class Claim:
         return self.run is None or fnmatch.fnmatchcase(run_name, self.run)
 
 
-def parse_claim(text: str, *, judge: str = "bound", source: str | None = None,
-                line: int | None = None, run: str | None = None) -> Claim:
+def parse_claim(
+    text: str, *, judge: str = "bound", source: str | None = None, line: int | None = None, run: str | None = None
+) -> Claim:
     """Parse ``"METRIC EXPR"`` (e.g. ``"projection.head.r >= 0.8"``) into a :class:`Claim`."""
     if not isinstance(text, str) or not text.strip():
         raise NeuronProbeError(f"expected a claim such as 'projection.head.r >= 0.8', got {text!r}")
     m = re.match(r"\s*([A-Za-z_][\w.]*)\s*(.*)$", text, re.DOTALL)
     if m is None:
-        raise NeuronProbeError(f"cannot parse claim {text!r}: expected a metric name such as "
-                               "'projection.head.r' first, then an expression")
+        raise NeuronProbeError(
+            f"cannot parse claim {text!r}: expected a metric name such as 'projection.head.r' first, then an expression"
+        )
     metric, rest = m.group(1), m.group(2)
     expr = parse_expr(rest, context=text.strip())
-    return Claim(metric, expr, f"{metric} {expr.text}", source=source, line=line, judge=judge,
-                 run=run)
+    return Claim(metric, expr, f"{metric} {expr.text}", source=source, line=line, judge=judge, run=run)
 
 
 @dataclass(frozen=True)
@@ -118,8 +118,10 @@ def missing_message(name: str, available: Mapping[str, Metric], side: str = "") 
         return f"{name} is not in the {side}summary ({why})"
     hint = suggest(name, [*available, *KNOWN_METRICS])
     did = f"; did you mean {' or '.join(hint)}?" if hint else ""
-    return (f"unknown metric {name!r}{did} (metric names look like projection.head.r, "
-            f"patching.slope, projection.weights.head_input, dataset_size)")
+    return (
+        f"unknown metric {name!r}{did} (metric names look like projection.head.r, "
+        f"patching.slope, projection.weights.head_input, dataset_size)"
+    )
 
 
 def _sibling_n(metric: str, metrics: Mapping[str, Metric]) -> tuple[str, float] | None:
@@ -163,13 +165,13 @@ class _Judging:
         return _failed(self.claim, message, self.values, judged_on)
 
 
-def _failed(claim: Claim, message: str, values: dict[str, float | None],
-            judged_on: str = "estimate") -> Verdict:
+def _failed(claim: Claim, message: str, values: dict[str, float | None], judged_on: str = "estimate") -> Verdict:
     return Verdict(False, f"{claim.text} failed: {message}", judged_on, values)
 
 
-def _baseline_value(claim: Claim, baseline: Mapping[str, Metric] | None,
-                    values: dict[str, float | None]) -> tuple[float | None, str | None]:
+def _baseline_value(
+    claim: Claim, baseline: Mapping[str, Metric] | None, values: dict[str, float | None]
+) -> tuple[float | None, str | None]:
     """The baseline value the claim refers to (``None`` if it refers to none), or why there is none."""
     if not claim.expr.uses_baseline:
         return None, None
@@ -210,8 +212,10 @@ def _on_estimate(j: _Judging, est: float) -> Verdict:
     passed = j.rng.contains(est)
     extras = ", ".join(x for x in (_interval_text(j.metric), j.n_note) if x)
     verdict = "passed" if passed else "failed"
-    msg = (f"{j.claim.text} {verdict}: judged on the estimate {j.short}={format_distinct(est, *j.edges)}"
-           f"{j.against}" + (f" ({extras})" if extras else "") + j.base_note)
+    msg = (
+        f"{j.claim.text} {verdict}: judged on the estimate {j.short}={format_distinct(est, *j.edges)}"
+        f"{j.against}" + (f" ({extras})" if extras else "") + j.base_note
+    )
     return Verdict(passed, msg, "estimate", j.values)
 
 
@@ -222,9 +226,11 @@ def _on_bound(j: _Judging, est: float) -> Verdict:
     lo, hi = j.metric.ci_low, j.metric.ci_high
     if (lo is None and "ci_low" in needed) or (hi is None and "ci_high" in needed):
         extras = ", ".join(x for x in (f"estimate {short}={format_short(est)}", j.n_note) if x)
-        return j.failed(f"the 95% interval of {short} is undefined ({extras}); it is judged on the "
-                        f"interval bound by default: add 'judge: estimate' to judge on the estimate",
-                        judged_on)
+        return j.failed(
+            f"the 95% interval of {short} is undefined ({extras}); it is judged on the "
+            f"interval bound by default: add 'judge: estimate' to judge on the estimate",
+            judged_on,
+        )
     interval = _interval_text(j.metric)
     if kind == "lower":
         assert lo is not None
@@ -237,8 +243,7 @@ def _on_bound(j: _Judging, est: float) -> Verdict:
     else:
         assert lo is not None and hi is not None
         bound_ok = rng.contains(lo) and rng.contains(hi)
-        how = (f"the whole 95% interval [{format_distinct(lo, *edges)}, "
-               f"{format_distinct(hi, *edges)}]{j.against}")
+        how = f"the whole 95% interval [{format_distinct(lo, *edges)}, {format_distinct(hi, *edges)}]{j.against}"
         interval = None
     est_ok = rng.contains(est)
     passed = bound_ok and est_ok
@@ -249,8 +254,7 @@ def _on_bound(j: _Judging, est: float) -> Verdict:
     return Verdict(passed, msg, judged_on, j.values)
 
 
-def evaluate(claim: Claim, metrics: Mapping[str, Metric],
-             baseline: Mapping[str, Metric] | None = None) -> Verdict:
+def evaluate(claim: Claim, metrics: Mapping[str, Metric], baseline: Mapping[str, Metric] | None = None) -> Verdict:
     """Judge ``claim`` on ``metrics`` (from :func:`flatten`), with an optional baseline.
 
     Never passes on an undefined value, an undefined interval (when judging on the bound), an
@@ -274,8 +278,9 @@ def evaluate(claim: Claim, metrics: Mapping[str, Metric],
     return _on_bound(j, metric.value)
 
 
-def evaluate_all(claims: Iterable[Claim], summary: Mapping[str, object],
-                 baseline: Mapping[str, object] | None = None) -> list[tuple[Claim, Verdict]]:
+def evaluate_all(
+    claims: Iterable[Claim], summary: Mapping[str, object], baseline: Mapping[str, object] | None = None
+) -> list[tuple[Claim, Verdict]]:
     """Judge the claims that apply to ``summary``'s run (by the claims' ``run`` globs).
 
     ``summary`` and ``baseline`` are summary.json dicts (or already flattened metric dicts).

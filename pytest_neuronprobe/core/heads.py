@@ -38,15 +38,21 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
         # torch's own text suggests weights_only=False; keep only the line naming what was refused.
         why = re.search(r"^.*(?:GLOBAL|Unsupported|unsupported).*$", str(exc), re.MULTILINE)
         refused = f": {why.group(0).split('. ')[0].strip()[:200]}" if why else ""
-        raise NeuronProbeError("refused to load: the file holds objects other than tensors, and loading them could "
-                               "run code (loaded with weights_only=True); expected a state dict of tensors" + refused,
-                               path=path) from None
+        raise NeuronProbeError(
+            "refused to load: the file holds objects other than tensors, and loading them could "
+            "run code (loaded with weights_only=True); expected a state dict of tensors" + refused,
+            path=path,
+        ) from None
     except Exception as exc:  # noqa: BLE001 - torch/safetensors raise many types for a damaged file
-        raise NeuronProbeError("not a readable head file (truncated or corrupt?); expected a state dict saved with "
-                               f"torch.save or safetensors: {type(exc).__name__}: "
-                               f"{(str(exc).splitlines() or [''])[0][:200]}", path=path) from None
-    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
-                                              for k, v in state.items()):
+        raise NeuronProbeError(
+            "not a readable head file (truncated or corrupt?); expected a state dict saved with "
+            f"torch.save or safetensors: {type(exc).__name__}: "
+            f"{(str(exc).splitlines() or [''])[0][:200]}",
+            path=path,
+        ) from None
+    if not isinstance(state, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+    ):
         raise NeuronProbeError("expected a state dict mapping names to tensors", path=path)
     return {k: v.detach().to(torch.float32) for k, v in state.items()}
 
@@ -72,7 +78,7 @@ class Head:
         with torch.enable_grad(), torch.inference_mode(False):
             total = torch.zeros(x.shape[1], dtype=torch.float32, device=x.device)
             for start in range(0, len(x), batch_size):
-                chunk = x[start:start + batch_size].detach().clone().float().requires_grad_(True)
+                chunk = x[start : start + batch_size].detach().clone().float().requires_grad_(True)
                 (grad,) = torch.autograd.grad(self.smooth(chunk).sum(), chunk)
                 total += grad.sum(0)
         return total
@@ -140,8 +146,15 @@ class TokenHead(Head):
         return (probs * torch.arange(10, device=probs.device, dtype=probs.dtype)).sum(-1)
 
 
-def linear_head(state: dict[str, torch.Tensor], *, head_type: str, d_model: int, path: Path, feature: str = "d_model",
-                bin_edges: Sequence[float] | None = None) -> LinearHead:
+def linear_head(
+    state: dict[str, torch.Tensor],
+    *,
+    head_type: str,
+    d_model: int,
+    path: Path,
+    feature: str = "d_model",
+    bin_edges: Sequence[float] | None = None,
+) -> LinearHead:
     """Validate a regression/classification state dict against the feature width `d_model` and the bins.
 
     `feature` names that width in messages (`d_model`, or the hook the head reads when that is narrower).
@@ -154,56 +167,91 @@ def linear_head(state: dict[str, torch.Tensor], *, head_type: str, d_model: int,
     if (hid_w is None) != (hid_b is None):
         raise NeuronProbeError("hidden.weight and hidden.bias must come together", path=path, key="hidden.weight")
     if out_w.ndim != 2 or out_b.ndim != 1 or out_b.shape[0] != out_w.shape[0]:
-        raise NeuronProbeError(f"expected output.weight [out, in] and output.bias [out], got "
-                               f"{list(out_w.shape)} and {list(out_b.shape)}", path=path, key="output.weight")
+        raise NeuronProbeError(
+            f"expected output.weight [out, in] and output.bias [out], got {list(out_w.shape)} and {list(out_b.shape)}",
+            path=path,
+            key="output.weight",
+        )
     reads = d_model
     if hid_w is not None:
         if hid_w.ndim != 2 or hid_w.shape[1] != d_model:
-            raise NeuronProbeError(f"expected hidden.weight [hidden_dim, {feature}={d_model}], got {list(hid_w.shape)}",
-                                   path=path, key="hidden.weight")
+            raise NeuronProbeError(
+                f"expected hidden.weight [hidden_dim, {feature}={d_model}], got {list(hid_w.shape)}",
+                path=path,
+                key="hidden.weight",
+            )
         assert hid_b is not None  # they come together (checked above)
         if hid_b.shape != (hid_w.shape[0],):
-            raise NeuronProbeError(f"expected hidden.bias [{hid_w.shape[0]}], got {list(hid_b.shape)}", path=path,
-                                   key="hidden.bias")
+            raise NeuronProbeError(
+                f"expected hidden.bias [{hid_w.shape[0]}], got {list(hid_b.shape)}", path=path, key="hidden.bias"
+            )
         reads = hid_w.shape[0]
     if out_w.shape[1] != reads:
         what = f"hidden_dim={reads}" if hid_w is not None else f"{feature}={d_model}"
-        raise NeuronProbeError(f"output.weight reads {out_w.shape[1]} features but the head feeds it {what}",
-                               path=path, key="output.weight")
+        raise NeuronProbeError(
+            f"output.weight reads {out_w.shape[1]} features but the head feeds it {what}",
+            path=path,
+            key="output.weight",
+        )
+    centres = _bin_centres(head_type, out_w, bin_edges, path)
+    for key, value in state.items():
+        if not torch.isfinite(value).all():
+            raise NeuronProbeError("tensor holds NaN or inf", path=path, key=key)
+    return LinearHead(
+        head_type=head_type,
+        output_weight=out_w,
+        output_bias=out_b,
+        hidden_weight=hid_w,
+        hidden_bias=hid_b,
+        bin_centres=centres,
+    )
+
+
+def _bin_centres(
+    head_type: str, out_w: torch.Tensor, bin_edges: Sequence[float] | None, path: Path
+) -> torch.Tensor | None:
+    """Check the output count against the head type and bins; the bins' centres for a binned classifier."""
     centres = None
     if head_type == "regression" and out_w.shape[0] != 1:
-        raise NeuronProbeError(f"a regression head has one output; output.weight has {out_w.shape[0]}", path=path,
-                               key="output.weight")
+        raise NeuronProbeError(
+            f"a regression head has one output; output.weight has {out_w.shape[0]}", path=path, key="output.weight"
+        )
     if head_type == "classification":
         if bin_edges is not None:
             if out_w.shape[0] != len(bin_edges) - 1:
-                raise NeuronProbeError(f"{len(bin_edges) - 1} bins (from bin_edges) but output.weight has "
-                                       f"{out_w.shape[0]} classes", path=path, key="output.weight")
+                raise NeuronProbeError(
+                    f"{len(bin_edges) - 1} bins (from bin_edges) but output.weight has {out_w.shape[0]} classes",
+                    path=path,
+                    key="output.weight",
+                )
             edges = torch.tensor(bin_edges, dtype=torch.float32)
             centres = (edges[:-1] + edges[1:]) / 2
         elif out_w.shape[0] < 2:
             raise NeuronProbeError("a classification head needs at least 2 classes", path=path, key="output.weight")
-    for key, value in state.items():
-        if not torch.isfinite(value).all():
-            raise NeuronProbeError("tensor holds NaN or inf", path=path, key=key)
-    return LinearHead(head_type=head_type, output_weight=out_w, output_bias=out_b, hidden_weight=hid_w,
-                      hidden_bias=hid_b, bin_centres=centres)
+    return centres
 
 
-def digit_token_ids(tokenizer: PreTrainedTokenizerBase, digit_tokens: Sequence[int] | None, vocab_size: int, *,
-                    path: Path) -> torch.Tensor:
+def digit_token_ids(
+    tokenizer: PreTrainedTokenizerBase, digit_tokens: Sequence[int] | None, vocab_size: int, *, path: Path
+) -> torch.Tensor:
     """`head_config.digit_tokens`, else the tokenizer's single-token ids for "0".."9"."""
     if digit_tokens is None:
         ids = []
         for d in range(10):
             enc = tokenizer.encode(str(d), add_special_tokens=False)
             if len(enc) != 1:
-                raise NeuronProbeError(f"digit {d!r} is not a single token for this tokenizer ({enc}); "
-                                       "set head_config.digit_tokens", path=path, key="head_config.digit_tokens")
+                raise NeuronProbeError(
+                    f"digit {d!r} is not a single token for this tokenizer ({enc}); set head_config.digit_tokens",
+                    path=path,
+                    key="head_config.digit_tokens",
+                )
             ids.append(enc[0])
         digit_tokens = ids
     bad = [t for t in digit_tokens if not 0 <= t < vocab_size]
     if bad:
-        raise NeuronProbeError(f"digit token ids {bad} are outside the vocabulary (size {vocab_size})", path=path,
-                               key="head_config.digit_tokens")
+        raise NeuronProbeError(
+            f"digit token ids {bad} are outside the vocabulary (size {vocab_size})",
+            path=path,
+            key="head_config.digit_tokens",
+        )
     return torch.tensor(list(digit_tokens), dtype=torch.long)

@@ -131,8 +131,9 @@ def load_model(source: str, processing: str = "compat", device: str | torch.devi
 
     local = Path(source).is_dir()
     if local and not (Path(source) / "config.json").is_file():
-        raise NeuronProbeError("not a Hugging Face model directory (no config.json)", path=source,
-                               key="base_model_path")
+        raise NeuronProbeError(
+            "not a Hugging Face model directory (no config.json)", path=source, key="base_model_path"
+        )
     try:
         with warnings.catch_warnings(), quiet_transformers():
             warnings.simplefilter("ignore")
@@ -143,10 +144,12 @@ def load_model(source: str, processing: str = "compat", device: str | torch.devi
         raise
     except Exception as exc:  # noqa: BLE001 - any loader failure becomes one clear message
         where = "local model directory" if local else "model name (hub cache; no network here)"
-        raise NeuronProbeError(f"could not load base model as a {where}: {type(exc).__name__}: "
-                               f"{str(exc).splitlines()[0] if str(exc) else ''}",
-                               path=source if local else None, key="base_model_path" if local else "base_model_name"
-                               ) from None
+        raise NeuronProbeError(
+            f"could not load base model as a {where}: {type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}",
+            path=source if local else None,
+            key="base_model_path" if local else "base_model_name",
+        ) from None
     bridge.eval()
     for p in bridge.parameters():
         p.requires_grad_(False)
@@ -164,8 +167,9 @@ def _content_key(source: str) -> str:
         try:
             return "local:" + tree_digest(source)
         except OSError as exc:
-            raise NeuronProbeError(f"cannot read the base model's files: {exc}", path=source,
-                                   key="base_model_path") from None
+            raise NeuronProbeError(
+                f"cannot read the base model's files: {exc}", path=source, key="base_model_path"
+            ) from None
     return "name:" + source
 
 
@@ -213,8 +217,13 @@ def hook_layer(name: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def encode(model: LoadedModel, texts: Sequence[str], *, prepend_bos: bool, source: str | Path | None = None,
-           ) -> list[list[int]]:
+def encode(
+    model: LoadedModel,
+    texts: Sequence[str],
+    *,
+    prepend_bos: bool,
+    source: str | Path | None = None,
+) -> list[list[int]]:
     """Token ids per text with the model's own tokenizer; BOS in front only when `prepend_bos`.
 
     Texts longer than the context keep their first `n_ctx` tokens, with a warning.
@@ -222,8 +231,7 @@ def encode(model: LoadedModel, texts: Sequence[str], *, prepend_bos: bool, sourc
     tok = model.tokenizer
     bos = tok.bos_token_id
     if prepend_bos and bos is None:
-        raise NeuronProbeError("prepend_bos is true but the tokenizer has no BOS token", path=source,
-                               key="prepend_bos")
+        raise NeuronProbeError("prepend_bos is true but the tokenizer has no BOS token", path=source, key="prepend_bos")
     ids = tok(list(texts), add_special_tokens=True)["input_ids"]
     out: list[list[int]] = []
     truncated = []
@@ -238,14 +246,22 @@ def encode(model: LoadedModel, texts: Sequence[str], *, prepend_bos: bool, sourc
             raise NeuronProbeError(f"text {i} ({texts[i]!r}) has no tokens", path=source, key="text")
         out.append(row)
     if truncated:
-        warnings.warn(f"{source or 'texts'}: {len(truncated)} text(s) longer than the model's context "
-                      f"({model.n_ctx} tokens) were truncated to their first {model.n_ctx} tokens "
-                      f"(rows {truncated[:5]}{' …' if len(truncated) > 5 else ''})", stacklevel=2)
+        warnings.warn(
+            f"{source or 'texts'}: {len(truncated)} text(s) longer than the model's context "
+            f"({model.n_ctx} tokens) were truncated to their first {model.n_ctx} tokens "
+            f"(rows {truncated[:5]}{' …' if len(truncated) > 5 else ''})",
+            stacklevel=2,
+        )
     return out
 
 
-def positions(token_lists: Sequence[Sequence[int]], token_pos: str | int, *, source: str | Path | None = None,
-              texts: Sequence[str] | None = None) -> np.ndarray:
+def positions(
+    token_lists: Sequence[Sequence[int]],
+    token_pos: str | int,
+    *,
+    source: str | Path | None = None,
+    texts: Sequence[str] | None = None,
+) -> np.ndarray:
     """Per text, the index read at `token_pos`: its own last real token, or an integer (negative counts back).
 
     `texts` (the texts the token lists came from) only name the offending text in an error.
@@ -254,14 +270,17 @@ def positions(token_lists: Sequence[Sequence[int]], token_pos: str | int, *, sou
     if token_pos == "last":
         return lengths - 1
     pos = int(token_pos)
-    clipped = min(max(pos, -2**62), 2**62)  # beyond every text either way; keeps numpy in int64
+    clipped = min(max(pos, -(2**62)), 2**62)  # beyond every text either way; keeps numpy in int64
     out = np.where(clipped < 0, lengths + clipped, clipped)
     bad = np.flatnonzero((out < 0) | (out >= lengths))
     if len(bad):
         i = int(bad[0])
         named = f" {texts[i][:80]!r}" if texts is not None else ""
-        raise NeuronProbeError(f"token_pos {pos} is outside text {i}{named} ({lengths[i]} tokens); "
-                               f"{len(bad)} text(s) too short", path=source, key="token_pos")
+        raise NeuronProbeError(
+            f"token_pos {pos} is outside text {i}{named} ({lengths[i]} tokens); {len(bad)} text(s) too short",
+            path=source,
+            key="token_pos",
+        )
     return out
 
 
@@ -275,20 +294,25 @@ class Batch:
     pos: torch.Tensor
 
 
-def batches(token_lists: Sequence[Sequence[int]], pos: np.ndarray, *, batch_size: int, pad_id: int,
-            device: torch.device) -> Iterator[Batch]:
+def batches(
+    token_lists: Sequence[Sequence[int]], pos: np.ndarray, *, batch_size: int, pad_id: int, device: torch.device
+) -> Iterator[Batch]:
     """Batches sorted by length (stable), right padding, so no text sees padding before its own tokens."""
     order = np.argsort([len(t) for t in token_lists], kind="stable")
     for start in range(0, len(order), batch_size):
-        rows = order[start:start + batch_size]
+        rows = order[start : start + batch_size]
         width = max(len(token_lists[i]) for i in rows)
         ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)
         for j, i in enumerate(rows):
             ids[j, : len(token_lists[i])] = torch.tensor(token_lists[i], dtype=torch.long)
             mask[j, : len(token_lists[i])] = 1
-        yield Batch(rows=rows, input_ids=ids.to(device), attention_mask=mask.to(device),
-                    pos=torch.as_tensor(pos[rows], dtype=torch.long, device=device))
+        yield Batch(
+            rows=rows,
+            input_ids=ids.to(device),
+            attention_mask=mask.to(device),
+            pos=torch.as_tensor(pos[rows], dtype=torch.long, device=device),
+        )
 
 
 class _Stop(Exception):
@@ -304,9 +328,17 @@ def stop_hook_for(hooks: Sequence[str]) -> str | None:
     return f"blocks.{max(known)}.hook_resid_post"
 
 
-def forward_read(model: LoadedModel, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, read: Sequence[str],
-                 patch: Patch | None = None, *, inject: tuple[str, torch.Tensor] | None = None,
-                 **kwargs: Any) -> dict[str, torch.Tensor]:
+def forward_read(
+    model: LoadedModel,
+    ids: torch.Tensor,
+    mask: torch.Tensor,
+    pos: torch.Tensor,
+    read: Sequence[str],
+    patch: Patch | None = None,
+    *,
+    inject: tuple[str, torch.Tensor] | None = None,
+    **kwargs: Any,
+) -> dict[str, torch.Tensor]:
     """One forward pass; returns each `read` hook's value at each row's `pos`, `[rows, d]`.
 
     `inject` = (hook name, `[rows, d]`) overwrites that hook's value at `pos` first; `patch` = (hook name,
@@ -330,6 +362,7 @@ def forward_read(model: LoadedModel, ids: torch.Tensor, mask: torch.Tensor, pos:
             if name == stop:
                 raise _Stop
             return value
+
         return hook
 
     names = list(dict.fromkeys([*edited, *read, *([stop] if stop else [])]))
@@ -357,16 +390,23 @@ def blocks_from(model: LoadedModel, layer: int) -> Iterator[bool]:
     yield False
 
 
-def run_batch(model: LoadedModel, batch: Batch, read: Sequence[str],
-              patch: Patch | None = None, **kwargs: Any) -> dict[str, torch.Tensor]:
+def run_batch(
+    model: LoadedModel, batch: Batch, read: Sequence[str], patch: Patch | None = None, **kwargs: Any
+) -> dict[str, torch.Tensor]:
     """`forward_read` on a padded batch at its rows' positions."""
     return forward_read(model, batch.input_ids, batch.attention_mask, batch.pos, read, patch, **kwargs)
 
 
-def stream(model: LoadedModel, token_lists: Sequence[Sequence[int]], pos: np.ndarray, read: Sequence[str], *,
-           batch_size: int = 32, patch: Patch | None = None,
-           progress: Callable[[int, int], None] | None = None,
-           ) -> Iterator[tuple[npt.NDArray[np.intp], dict[str, torch.Tensor]]]:
+def stream(
+    model: LoadedModel,
+    token_lists: Sequence[Sequence[int]],
+    pos: np.ndarray,
+    read: Sequence[str],
+    *,
+    batch_size: int = 32,
+    patch: Patch | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Iterator[tuple[npt.NDArray[np.intp], dict[str, torch.Tensor]]]:
     """Batched `run_batch` over all texts: (rows into the caller's text list, hook values `[rows, d]`) per batch.
 
     Nothing is kept between batches, so a consumer that reduces each batch needs memory for one batch only.
@@ -382,9 +422,16 @@ def stream(model: LoadedModel, token_lists: Sequence[Sequence[int]], pos: np.nda
             progress(done, len(token_lists))
 
 
-def collect(model: LoadedModel, token_lists: Sequence[Sequence[int]], pos: np.ndarray, read: Sequence[str], *,
-            batch_size: int = 32, patch: Patch | None = None,
-            progress: Callable[[int, int], None] | None = None) -> dict[str, torch.Tensor]:
+def collect(
+    model: LoadedModel,
+    token_lists: Sequence[Sequence[int]],
+    pos: np.ndarray,
+    read: Sequence[str],
+    *,
+    batch_size: int = 32,
+    patch: Patch | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, torch.Tensor]:
     """`stream`, gathered: each hook's values for all texts, `[texts, d]`, in the caller's text order."""
     n = len(token_lists)
     result: dict[str, torch.Tensor] = {}

@@ -1,4 +1,4 @@
-"""Run directories (SPEC §1): discovery, the validated config, the dataset."""
+"""Run directories (SPEC §1): discovery, the validated config, the dataset's location."""
 
 from __future__ import annotations
 
@@ -13,13 +13,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pytest_neuronprobe.core.datasets import choose_split, read_dataset
 from pytest_neuronprobe.core.errors import NeuronProbeError
 
 HEAD_FILES = ("head.safetensors", "head.pt")
 HEAD_TYPES = ("regression", "classification", "token")
 PROCESSING = ("compat", "raw")
 NEURON_RE = re.compile(r"neuron_l(\d+)_n(\d+)(?!\d)")
-SPLIT_ORDER = ("test", "val")
 
 
 @dataclass(frozen=True)
@@ -126,8 +126,9 @@ def find_model_dir(path: Path) -> Path:
     if (path / "config.json").is_file() and _has_head(path):
         return path
     if (path / "config.json").is_file():
-        raise NeuronProbeError(f"config.json found but no head file (expected one of {', '.join(HEAD_FILES)})",
-                               path=path)
+        raise NeuronProbeError(
+            f"config.json found but no head file (expected one of {', '.join(HEAD_FILES)})", path=path
+        )
     models = path / "models"
     candidates: list[Path] = []
     if models.is_dir():
@@ -141,14 +142,17 @@ def find_model_dir(path: Path) -> Path:
         candidates = sorted(p for p in path.rglob("best_model") if p.is_dir() and (p / "config.json").is_file())
     if len(candidates) > 1:
         listed = ", ".join(str(c.relative_to(path)) for c in candidates)
-        raise NeuronProbeError(f"several candidate model directories ({listed}); pass one of them as the run path",
-                               path=path)
+        raise NeuronProbeError(
+            f"several candidate model directories ({listed}); pass one of them as the run path", path=path
+        )
     if not candidates:
         lacking = sorted(str(p.relative_to(path)) for p in path.rglob("best_model") if p.is_dir())
         raise NeuronProbeError(
             "no model directory found: expected config.json + head file here, "
             "models/neuron_l{L}_n{N}*/best_model/, or a best_model/ below"
-            + (f" ({', '.join(lacking)}: no config.json)" if lacking else ""), path=path)
+            + (f" ({', '.join(lacking)}: no config.json)" if lacking else ""),
+            path=path,
+        )
     model_dir = candidates[0]
     if not _has_head(model_dir):
         raise NeuronProbeError(f"no head file (expected one of {', '.join(HEAD_FILES)})", path=model_dir)
@@ -182,8 +186,9 @@ def _read_json(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise NeuronProbeError(f"not a readable file ({exc.strerror or exc}); expected a JSON object", path=path
-                               ) from None
+        raise NeuronProbeError(
+            f"not a readable file ({exc.strerror or exc}); expected a JSON object", path=path
+        ) from None
     except UnicodeDecodeError as exc:
         raise NeuronProbeError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", path=path) from None
     if not text.strip():
@@ -191,8 +196,9 @@ def _read_json(path: Path) -> dict[str, Any]:
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise NeuronProbeError(f"not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})",
-                               path=path) from None
+        raise NeuronProbeError(
+            f"not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})", path=path
+        ) from None
     except (ValueError, RecursionError) as exc:  # e.g. an integer of over 4300 digits, or nesting too deep
         raise NeuronProbeError(f"not valid JSON: {type(exc).__name__}: {str(exc)[:120]}", path=path) from None
     if not isinstance(obj, dict):
@@ -224,29 +230,21 @@ def parse_config(cfg: dict[str, Any], path: Path, model_dir: Path) -> RunConfig:
     """Validate `config.json` against SPEC §1 and apply its defaults."""
     head_type = cfg.get("head_type")
     if head_type is None:
-        raise NeuronProbeError(f"missing required key; expected one of {', '.join(HEAD_TYPES)}", path=path,
-                               key="head_type")
+        raise NeuronProbeError(
+            f"missing required key; expected one of {', '.join(HEAD_TYPES)}", path=path, key="head_type"
+        )
     if head_type not in HEAD_TYPES:
-        raise NeuronProbeError(f"unknown head_type {head_type!r}; expected one of {', '.join(HEAD_TYPES)}",
-                               path=path, key="head_type")
+        raise NeuronProbeError(
+            f"unknown head_type {head_type!r}; expected one of {', '.join(HEAD_TYPES)}", path=path, key="head_type"
+        )
     base_model_name, base_model_path = _base_model(cfg, path, model_dir)
-    head_config = cfg.get("head_config")
-    if head_config is None:
-        head_config = {}
-    if not isinstance(head_config, dict):
-        raise NeuronProbeError(f"expected an object, got {head_config!r}", path=path, key="head_config")
-    digits = head_config.get("digit_tokens")
-    if digits is not None and (not isinstance(digits, list) or len(digits) != 10
-                               or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in digits)):
-        raise NeuronProbeError(f"expected a list of 10 token ids (for '0'..'9'), got {digits!r}", path=path,
-                               key="head_config.digit_tokens")
+    head_config = _head_config(cfg, path)
     layer_type = _str(cfg, "layer_type", path) or "post"
     token_pos = cfg.get("token_pos", "last")
     if token_pos is None:
         token_pos = "last"
     if not (token_pos == "last" or (isinstance(token_pos, int) and not isinstance(token_pos, bool))):
-        raise NeuronProbeError(f"expected 'last' or an integer position, got {token_pos!r}", path=path,
-                               key="token_pos")
+        raise NeuronProbeError(f"expected 'last' or an integer position, got {token_pos!r}", path=path, key="token_pos")
     prepend_bos = cfg.get("prepend_bos", False)
     if prepend_bos is None:
         prepend_bos = False
@@ -256,8 +254,9 @@ def parse_config(cfg: dict[str, Any], path: Path, model_dir: Path) -> RunConfig:
     if processing is None:
         processing = "compat"
     if processing not in PROCESSING:
-        raise NeuronProbeError(f"expected one of {', '.join(PROCESSING)}, got {processing!r}", path=path,
-                               key="processing")
+        raise NeuronProbeError(
+            f"expected one of {', '.join(PROCESSING)}, got {processing!r}", path=path, key="processing"
+        )
     feature_layer = _int(cfg, "feature_layer", path)
     return RunConfig(
         head_type=head_type,
@@ -265,7 +264,7 @@ def parse_config(cfg: dict[str, Any], path: Path, model_dir: Path) -> RunConfig:
         target_layer=_int(cfg, "target_layer", path, minimum=0),
         target_neuron=_int(cfg, "target_neuron", path, minimum=0),
         layer_type=layer_type,
-        head_config=dict(head_config),
+        head_config=head_config,
         bin_edges=_bin_edges(cfg.get("bin_edges"), path, head_type),
         feature_layer=-1 if feature_layer is None else feature_layer,
         feature_hook=_str(cfg, "feature_hook", path),
@@ -278,6 +277,25 @@ def parse_config(cfg: dict[str, Any], path: Path, model_dir: Path) -> RunConfig:
     )
 
 
+def _head_config(cfg: dict[str, Any], path: Path) -> dict[str, Any]:
+    """A copy of `head_config` (default empty), its `digit_tokens` checked."""
+    head_config = cfg.get("head_config")
+    if head_config is None:
+        head_config = {}
+    if not isinstance(head_config, dict):
+        raise NeuronProbeError(f"expected an object, got {head_config!r}", path=path, key="head_config")
+    digits = head_config.get("digit_tokens")
+    if digits is not None and (
+        not isinstance(digits, list)
+        or len(digits) != 10
+        or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in digits)
+    ):
+        raise NeuronProbeError(
+            f"expected a list of 10 token ids (for '0'..'9'), got {digits!r}", path=path, key="head_config.digit_tokens"
+        )
+    return dict(head_config)
+
+
 def _base_model(cfg: dict[str, Any], path: Path, model_dir: Path) -> tuple[str | None, str | None]:
     """(base_model_name, base_model_path): at least one; a path (or a base_model/ directory) is a HF model dir."""
     base_model_name = _str(cfg, "base_model_name", path)
@@ -287,19 +305,26 @@ def _base_model(cfg: dict[str, Any], path: Path, model_dir: Path) -> tuple[str |
     if base_model_path is not None:
         local = model_dir / base_model_path
         if not (local / "config.json").is_file():
-            raise NeuronProbeError("not a Hugging Face model directory (no config.json)", path=local,
-                                   key="base_model_path")
+            raise NeuronProbeError(
+                "not a Hugging Face model directory (no config.json)", path=local, key="base_model_path"
+            )
     if base_model_name is None and base_model_path is None:
-        raise NeuronProbeError("missing: give base_model_name, base_model_path, or a base_model/ directory",
-                               path=path, key="base_model_name")
+        raise NeuronProbeError(
+            "missing: give base_model_name, base_model_path, or a base_model/ directory",
+            path=path,
+            key="base_model_name",
+        )
     return base_model_name, base_model_path
 
 
 def _bin_edges(value: Any, path: Path, head_type: str) -> tuple[float, ...] | None:
     if value is None:
         return None
-    if (not isinstance(value, list) or len(value) < 2
-            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
+    if (
+        not isinstance(value, list)
+        or len(value) < 2
+        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+    ):
         raise NeuronProbeError(f"expected a list of at least 2 numbers, got {value!r}", path=path, key="bin_edges")
     try:
         edges = tuple(float(v) for v in value)
@@ -320,8 +345,9 @@ def _layer_and_neuron(config: RunConfig, config_path: Path, root: Path, model_di
     if config.target_layer is not None or config.target_neuron is not None:
         if config.target_layer is None or config.target_neuron is None:
             missing = "target_layer" if config.target_layer is None else "target_neuron"
-            raise NeuronProbeError("target_layer and target_neuron must be given together", path=config_path,
-                                   key=missing)
+            raise NeuronProbeError(
+                "target_layer and target_neuron must be given together", path=config_path, key=missing
+            )
         sources.append((f"{config_path} (target_layer/target_neuron)", (config.target_layer, config.target_neuron)))
     names = [model_dir.name, *[p.name for p in model_dir.parents if p == root or root in p.parents]]
     for name in dict.fromkeys(names):
@@ -334,27 +360,37 @@ def _layer_and_neuron(config: RunConfig, config_path: Path, root: Path, model_di
         if "target_layer" in obj or "target_neuron" in obj:
             layer, neuron = (_index(obj.get(key)) for key in ("target_layer", "target_neuron"))
             if layer is None or neuron is None:
-                raise NeuronProbeError(f"expected integers >= 0 for target_layer and target_neuron, got "
-                                       f"{obj.get('target_layer')!r} and {obj.get('target_neuron')!r}", path=summary,
-                                       key="target_layer" if layer is None else "target_neuron")
+                raise NeuronProbeError(
+                    f"expected integers >= 0 for target_layer and target_neuron, got "
+                    f"{obj.get('target_layer')!r} and {obj.get('target_neuron')!r}",
+                    path=summary,
+                    key="target_layer" if layer is None else "target_neuron",
+                )
             sources.append((str(summary), (layer, neuron)))
     if not sources:
-        raise NeuronProbeError("cannot tell the target neuron: no target_layer/target_neuron in config.json, "
-                               "no neuron_l{L}_n{N} directory name, no introspection summary",
-                               path=config_path, key="target_layer")
+        raise NeuronProbeError(
+            "cannot tell the target neuron: no target_layer/target_neuron in config.json, "
+            "no neuron_l{L}_n{N} directory name, no introspection summary",
+            path=config_path,
+            key="target_layer",
+        )
     first_where, first = sources[0]
     for where, value in sources[1:]:
         if value != first:
             raise NeuronProbeError(
                 f"layer/neuron sources disagree: {first_where} says L{first[0]} N{first[1]}, "
-                f"{where} says L{value[0]} N{value[1]}", path=config_path, key="target_layer")
+                f"{where} says L{value[0]} N{value[1]}",
+                path=config_path,
+                key="target_layer",
+            )
     return first
 
 
 def _index(value: Any) -> int | None:
     """An introspection summary's layer/neuron: an integer >= 0, also written as 8.0 or "8"; else None."""
-    if ((isinstance(value, float) and value.is_integer())
-            or (isinstance(value, str) and re.fullmatch(r"[0-9]+", value.strip()))):
+    if (isinstance(value, float) and value.is_integer()) or (
+        isinstance(value, str) and re.fullmatch(r"[0-9]+", value.strip())
+    ):
         value = int(value)
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
@@ -372,72 +408,18 @@ def find_dataset(root: Path, model_dir: Path, config: RunConfig, layer: int, neu
         return matches[0]
     if len(matches) > 1:
         listed = ", ".join(p.name for p in matches)
-        raise NeuronProbeError(f"several datasets match neuron_l{layer}_n{neuron} ({listed}) and none is named "
-                               f"after the model directory {stamp!r}", path=datasets)
+        raise NeuronProbeError(
+            f"several datasets match neuron_l{layer}_n{neuron} ({listed}) and none is named "
+            f"after the model directory {stamp!r}",
+            path=datasets,
+        )
     if config.dataset_path:
-        candidate = (model_dir / config.dataset_path)
+        candidate = model_dir / config.dataset_path
         if not candidate.is_file():
-            raise NeuronProbeError(f"dataset file not found: {candidate}", path=model_dir / "config.json",
-                                   key="dataset_path")
+            raise NeuronProbeError(
+                f"dataset file not found: {candidate}", path=model_dir / "config.json", key="dataset_path"
+            )
         return candidate.resolve()
-    raise NeuronProbeError(f"no dataset: expected datasets/*neuron_l{layer}_n{neuron}*.csv or dataset_path in "
-                           "config.json", path=root)
-
-
-def read_dataset(path: Path) -> pd.DataFrame:
-    """Read and validate a dataset CSV: `text` (str), `activation` (finite float), optional `split`."""
-    try:
-        raw = path.read_bytes()
-        raw.decode("utf-8")
-    except OSError as exc:
-        raise NeuronProbeError(f"not a readable file ({exc.strerror or exc}); expected a CSV with columns text, "
-                               "activation", path=path) from None
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise NeuronProbeError(f"not UTF-8 text (invalid byte at line {line})", path=path) from None
-    if not raw.strip():
-        raise NeuronProbeError("dataset is empty; expected a CSV with columns text, activation", path=path)
-    try:
-        # keep_default_na=False: a text such as "NA" or "null" is a text, not a missing value.
-        data = pd.read_csv(path, dtype={"text": str, "split": str}, keep_default_na=False, na_values=[],
-                           encoding="utf-8")
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
-        raise NeuronProbeError(f"not a readable CSV: {str(exc).splitlines()[0]}", path=path) from None
-    missing = [c for c in ("text", "activation") if c not in data.columns]
-    if missing:
-        raise NeuronProbeError(f"missing column(s) {', '.join(missing)}; found {', '.join(map(str, data.columns))}",
-                               path=path, key=missing[0])
-    if len(data) == 0:
-        raise NeuronProbeError("dataset has no rows", path=path)
-    activation = pd.to_numeric(data["activation"].replace("", np.nan), errors="coerce").astype(float)
-    bad = np.flatnonzero(~np.isfinite(activation.to_numpy()))
-    if len(bad):
-        rows = ", ".join(str(i + 2) for i in bad[:5])
-        raise NeuronProbeError(f"activation must be a finite number; bad value(s) on CSV line(s) {rows}"
-                               f"{' …' if len(bad) > 5 else ''} (e.g. {data['activation'].tolist()[bad[0]]!r})",
-                               path=path, key="activation")
-    data = data.assign(activation=activation, text=data["text"].astype(str))
-    empty = np.flatnonzero(data["text"].to_numpy() == "")
-    if len(empty):
-        raise NeuronProbeError(f"empty text on CSV line(s) {', '.join(str(i + 2) for i in empty[:5])}", path=path,
-                               key="text")
-    if "split" in data.columns:
-        values = set(data["split"].unique()) - {"train", "val", "test"}
-        if values:
-            raise NeuronProbeError(f"split must be train, val or test; found {sorted(values)!r}", path=path,
-                                   key="split")
-    duplicated = int(data["text"].duplicated().sum())
-    if duplicated:
-        warnings.warn(f"{path}: {duplicated} duplicate text(s); each row is analysed as given", stacklevel=2)
-    result: pd.DataFrame = data.reset_index(drop=True)
-    return result
-
-
-def choose_split(data: pd.DataFrame) -> str:
-    """`test` rows if any, else `val`, else all rows (SPEC §1)."""
-    if "split" in data.columns:
-        present = set(data["split"])
-        for name in SPLIT_ORDER:
-            if name in present:
-                return name
-    return "all"
+    raise NeuronProbeError(
+        f"no dataset: expected datasets/*neuron_l{layer}_n{neuron}*.csv or dataset_path in config.json", path=root
+    )

@@ -6,7 +6,7 @@ n and the run. `assert_claim` judges a claim written in the claims-file language
 (`"projection.head.r >= 0.8"`, `"patching.slope 1.0 +- 0.2"`, `">= baseline - 0.05"`) on
 the analysis results a test received::
 
-    from pytest_neuronprobe.pytest.assertion import assert_claim
+    from pytest_neuronprobe import assert_claim
 
     def test_head(projection, patching):
         assert_claim("projection.head.r >= 0.8", projection)          # judged on the interval's bound
@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from pytest_neuronprobe.core.formatting import format_significant
 
 if TYPE_CHECKING:  # pragma: no cover
-    from pytest_neuronprobe.analyses.patching import PatchingResult
+    from pytest_neuronprobe.analyses.patching_fit import PatchingResult
     from pytest_neuronprobe.analyses.projection import ProjectionResult
     from pytest_neuronprobe.claims.verdicts import Verdict
 
@@ -32,13 +32,14 @@ __all__ = ["assert_claim", "check_claim", "describe_operand", "results_of", "sum
 
 _CORRELATION_FIELDS = ("r", "ci_low", "ci_high", "r_squared", "p_value", "spearman")
 _NULL_FIELDS = ("observed", "p_value", "percentile_95", "selectivity")
-_UNDEFINED_NOTE = ("an undefined number compares False with everything, so this assertion fails "
-                   "instead of passing silently")
+_UNDEFINED_NOTE = (
+    "an undefined number compares False with everything, so this assertion fails instead of passing silently"
+)
 
 
 def results_of(values: Mapping[str, object] | Iterable[object]) -> list[AnalysisResult]:
     """The ProjectionResult / PatchingResult objects among a test's fixture values."""
-    from pytest_neuronprobe.analyses.patching import PatchingResult
+    from pytest_neuronprobe.analyses.patching_fit import PatchingResult
     from pytest_neuronprobe.analyses.projection import ProjectionResult
 
     items = values.values() if isinstance(values, Mapping) else values
@@ -47,57 +48,67 @@ def results_of(values: Mapping[str, object] | Iterable[object]) -> list[Analysis
 
 def _candidates(results: Iterable[AnalysisResult]) -> Iterator[tuple[str, object, str]]:
     """(metric name, value, description) for every number of the given results."""
-    fmt = format_significant
-    from pytest_neuronprobe.analyses.options import NAMES
-    from pytest_neuronprobe.analyses.patching import PatchingResult
-    from pytest_neuronprobe.analyses.projection import ProjectionResult
+    from pytest_neuronprobe.analyses.patching_fit import PatchingResult
 
     for res in results:
-        if isinstance(res, ProjectionResult):
-            where = f"run {res.run_name}, {res.split} split"
-            for name in NAMES:
-                c = getattr(res, name)
-                interval = f"95% interval [{fmt(c.ci_low)}, {fmt(c.ci_high)}]"
-                for fld in _CORRELATION_FIELDS:
-                    value = getattr(c, fld)
-                    if fld == "r":
-                        text = f"projection.{name}.r = {fmt(c.r)}, {interval}, n = {c.n} ({where})"
-                    else:
-                        text = (f"projection.{name}.{fld} = {fmt(value)} (r = {fmt(c.r)}, {interval}, n = {c.n}; "
-                                f"{where})")
-                    yield f"projection.{name}.{fld}", value, text
-            for w in ("head_input", "head_output", "input_output"):
-                value = getattr(res.weights, w)
-                yield f"projection.weights.{w}", value, f"projection.weights.{w} = {fmt(value)} (cosine; {where})"
-            null = res.null
-            if null is not None:
-                for kind in ("random", "neurons"):
-                    comp = getattr(null, kind)
-                    if comp is None:
-                        continue
-                    for fld in _NULL_FIELDS:
-                        value = getattr(comp, fld)
-                        yield (f"projection.null.{kind}.{fld}", value,
-                               f"projection.null.{kind}.{fld} = {fmt(value)} (|r| of the head {fmt(comp.observed)} "
-                               f"vs the null's 95th percentile {fmt(comp.percentile_95)} over {comp.n_null} "
-                               f"{comp.label or kind}; p = {fmt(comp.p_value)}; {where})")
-        elif isinstance(res, PatchingResult):
-            fit = res.fit
-            where = f"run {res.run_name}, {res.mode} x{len(res.factors)}, {res.n_texts} texts"
-            interval = f"95% interval [{fmt(fit.ci_low)}, {fmt(fit.ci_high)}]"
-            yield "patching.slope", fit.slope, (f"patching.slope = {fmt(fit.slope)}, {interval}, "
-                                                f"R² = {fmt(fit.r_squared)}, n = {fit.n} points ({where})")
-            for name, value in (("ci_low", fit.ci_low), ("ci_high", fit.ci_high), ("intercept", fit.intercept),
-                                ("r_squared", fit.r_squared)):
-                yield (f"patching.{name}", value,
-                       f"patching.{name} = {fmt(value)} (slope = {fmt(fit.slope)}, {interval}; {where})")
-            yield ("patching.direct_slope", res.direct_slope,
-                   f"patching.direct_slope = {fmt(res.direct_slope)} (direct path only; total slope = "
-                   f"{fmt(fit.slope)}; {where})")
-            yield ("patching.baseline_correlation", res.baseline_correlation,
-                   f"patching.baseline_correlation = {fmt(res.baseline_correlation)} ({where})")
-            yield ("patching.direct_fraction", res.direct_fraction,
-                   f"patching.direct_fraction = {fmt(res.direct_fraction)} (direct / total slope; {where})")
+        yield from _patching_numbers(res) if isinstance(res, PatchingResult) else _projection_numbers(res)
+
+
+def _projection_numbers(res: ProjectionResult) -> Iterator[tuple[str, object, str]]:
+    from pytest_neuronprobe.analyses.options import NAMES
+
+    fmt = format_significant
+    where = f"run {res.run_name}, {res.split} split"
+    for name in NAMES:
+        c = getattr(res, name)
+        interval = f"95% interval [{fmt(c.ci_low)}, {fmt(c.ci_high)}]"
+        for fld in _CORRELATION_FIELDS:
+            value = getattr(c, fld)
+            if fld == "r":
+                text = f"projection.{name}.r = {fmt(c.r)}, {interval}, n = {c.n} ({where})"
+            else:
+                text = f"projection.{name}.{fld} = {fmt(value)} (r = {fmt(c.r)}, {interval}, n = {c.n}; {where})"
+            yield f"projection.{name}.{fld}", value, text
+    for w in ("head_input", "head_output", "input_output"):
+        value = getattr(res.weights, w)
+        yield f"projection.weights.{w}", value, f"projection.weights.{w} = {fmt(value)} (cosine; {where})"
+    for kind in ("random", "neurons"):
+        comp = getattr(res.null, kind) if res.null is not None else None
+        if comp is None:
+            continue
+        for fld in _NULL_FIELDS:
+            value = getattr(comp, fld)
+            text = (
+                f"projection.null.{kind}.{fld} = {fmt(value)} (|r| of the head {fmt(comp.observed)} "
+                f"vs the null's 95th percentile {fmt(comp.percentile_95)} over {comp.n_null} "
+                f"{comp.label or kind}; p = {fmt(comp.p_value)}; {where})"
+            )
+            yield f"projection.null.{kind}.{fld}", value, text
+
+
+def _patching_numbers(res: PatchingResult) -> Iterator[tuple[str, object, str]]:
+    fmt = format_significant
+    fit = res.fit
+    where = f"run {res.run_name}, {res.mode} x{len(res.factors)}, {res.n_texts} texts"
+    interval = f"95% interval [{fmt(fit.ci_low)}, {fmt(fit.ci_high)}]"
+    slope = f"patching.slope = {fmt(fit.slope)}, {interval}, R² = {fmt(fit.r_squared)}, n = {fit.n} points ({where})"
+    yield "patching.slope", fit.slope, slope
+    for name in ("ci_low", "ci_high", "intercept", "r_squared"):
+        value = getattr(fit, name)
+        yield (
+            f"patching.{name}",
+            value,
+            f"patching.{name} = {fmt(value)} (slope = {fmt(fit.slope)}, {interval}; {where})",
+        )
+    direct = f"(direct path only; total slope = {fmt(fit.slope)}; {where})"
+    yield "patching.direct_slope", res.direct_slope, f"patching.direct_slope = {fmt(res.direct_slope)} {direct}"
+    yield (
+        "patching.baseline_correlation",
+        res.baseline_correlation,
+        f"patching.baseline_correlation = {fmt(res.baseline_correlation)} ({where})",
+    )
+    fraction = f"patching.direct_fraction = {fmt(res.direct_fraction)} (direct / total slope; {where})"
+    yield "patching.direct_fraction", res.direct_fraction, fraction
 
 
 def describe_operand(x: object, results: Iterable[AnalysisResult], label: str | None = None) -> str | None:
@@ -124,7 +135,7 @@ def describe_operand(x: object, results: Iterable[AnalysisResult], label: str | 
 
 def summary_of(*results: AnalysisResult | Mapping[str, object]) -> dict[str, Any]:
     """The parts of a summary.json (SPEC §5) that the given results fill (for claims.flatten)."""
-    from pytest_neuronprobe.analyses.patching import PatchingResult
+    from pytest_neuronprobe.analyses.patching_fit import PatchingResult
     from pytest_neuronprobe.analyses.projection import ProjectionResult
 
     summary: dict[str, Any] = {"run": {"name": None}}
@@ -132,8 +143,12 @@ def summary_of(*results: AnalysisResult | Mapping[str, object]) -> dict[str, Any
         if isinstance(res, ProjectionResult):
             d = res.as_dict()
             summary["run"]["name"] = res.run_name
-            summary.update(dataset_size=d["dataset_size"], weight_similarities=d["weight_similarities"],
-                           projections=d["projections"], null=d["null"])
+            summary.update(
+                dataset_size=d["dataset_size"],
+                weight_similarities=d["weight_similarities"],
+                projections=d["projections"],
+                null=d["null"],
+            )
         elif isinstance(res, PatchingResult):
             summary["run"]["name"] = summary["run"]["name"] or res.run_name
             summary["patching"] = res.as_dict()
@@ -144,8 +159,12 @@ def summary_of(*results: AnalysisResult | Mapping[str, object]) -> dict[str, Any
     return summary
 
 
-def check_claim(claim: str, *results: AnalysisResult | Mapping[str, object],
-                baseline: Mapping[str, object] | None = None, judge: str = "bound") -> Verdict:
+def check_claim(
+    claim: str,
+    *results: AnalysisResult | Mapping[str, object],
+    baseline: Mapping[str, object] | None = None,
+    judge: str = "bound",
+) -> Verdict:
     """The claims.Verdict of `claim` ("METRIC EXPR") on the given results (and baseline summary)."""
     from pytest_neuronprobe.claims.metrics import flatten
     from pytest_neuronprobe.claims.verdicts import evaluate, parse_claim
@@ -155,8 +174,12 @@ def check_claim(claim: str, *results: AnalysisResult | Mapping[str, object],
     return evaluate(parsed, flatten(summary_of(*results)), base)
 
 
-def assert_claim(claim: str, *results: AnalysisResult | Mapping[str, object],
-                 baseline: Mapping[str, object] | None = None, judge: str = "bound") -> None:
+def assert_claim(
+    claim: str,
+    *results: AnalysisResult | Mapping[str, object],
+    baseline: Mapping[str, object] | None = None,
+    judge: str = "bound",
+) -> None:
     """Fail the test with the verdict's message unless `claim` holds on the results.
 
     `results`: ProjectionResult / PatchingResult objects (the fixtures) or summary dicts;

@@ -34,14 +34,18 @@ def check_markers(definition: pytest.Function, state: NeuronSession) -> None:
     """Validate the analysis markers' keywords (an OptionError names the bad one and what is accepted)."""
     from pytest_neuronprobe.analyses.options import PatchingOptions, ProjectionOptions
 
-    for name, accepted, resolve in (("projection", ProjectionOptions.KEYWORDS, state.projection_options),
-                                    ("patching", PatchingOptions.KEYWORDS, state.patching_options)):
+    for name, accepted, resolve in (
+        ("projection", ProjectionOptions.KEYWORDS, state.projection_options),
+        ("patching", PatchingOptions.KEYWORDS, state.patching_options),
+    ):
         marker = definition.get_closest_marker(name)
         if marker is None:
             continue
         if marker.args:
-            raise OptionError(f"@pytest.mark.{name} takes keyword arguments only ({', '.join(accepted)}); "
-                              f"got positional {list(marker.args)!r}")
+            raise OptionError(
+                f"@pytest.mark.{name} takes keyword arguments only ({', '.join(accepted)}); "
+                f"got positional {list(marker.args)!r}"
+            )
         resolve(marker.kwargs)
 
 
@@ -52,12 +56,15 @@ def pinned_paths(definition: pytest.Function) -> list[str] | None:
         return None
     unknown = [k for k in marker.kwargs if k not in RUN_MARKER_KEYWORDS]
     if unknown:
-        raise OptionError(f"@pytest.mark.neuron_run got unknown keyword(s) {', '.join(map(repr, unknown))}; "
-                          f"accepted: a path (positional or path=...)")
+        raise OptionError(
+            f"@pytest.mark.neuron_run got unknown keyword(s) {', '.join(map(repr, unknown))}; "
+            f"accepted: a path (positional or path=...)"
+        )
     paths = [*marker.args, *([marker.kwargs["path"]] if "path" in marker.kwargs else [])]
     if not paths or not all(isinstance(p, (str, Path)) for p in paths):
-        raise OptionError("@pytest.mark.neuron_run needs one or more run paths, e.g. "
-                          "@pytest.mark.neuron_run('runs/neuron_l8_n481')")
+        raise OptionError(
+            "@pytest.mark.neuron_run needs one or more run paths, e.g. @pytest.mark.neuron_run('runs/neuron_l8_n481')"
+        )
     return [str(p) for p in paths]
 
 

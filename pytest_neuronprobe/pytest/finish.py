@@ -85,8 +85,14 @@ def report_of(results: RunResults) -> RunReport:
     summary = dict(results.summary)
     if results.error:
         summary["error"] = results.error
-    return RunReport(name=results.label, summary=summary, projection_arrays=results.projection_arrays,
-                     patching_arrays=results.patching_arrays, null_values=results.null_values, error=results.error)
+    return RunReport(
+        name=results.label,
+        summary=summary,
+        projection_arrays=results.projection_arrays,
+        patching_arrays=results.patching_arrays,
+        null_values=results.null_values,
+        error=results.error,
+    )
 
 
 def _path_of(state: NeuronSession, label: str) -> str:
@@ -125,8 +131,10 @@ def _write_baseline(state: NeuronSession, path: Path, out: FinishResult) -> None
         return
     if path.is_file() or (not path.exists() and path.suffix == ".json"):
         if len(good) != 1:
-            out.errors.append(f"baseline: {path} is a single summary file but this session has {len(good)} "
-                              "runs; pass a directory to --neuron-baseline to keep one summary per run")
+            out.errors.append(
+                f"baseline: {path} is a single summary file but this session has {len(good)} "
+                "runs; pass a directory to --neuron-baseline to keep one summary per run"
+            )
             return
         (results,) = good.values()
         out.baseline_files.append(write_json_atomic(path, jsonable(results.summary)))
@@ -144,6 +152,12 @@ def summary_lines(state: NeuronSession, verbosity: int) -> list[str]:
 
     runs = {label: report_of(results) for label, results in state.final.items()}
     baselines = {label: state.baseline_for(label)[0] for label in runs} if state.settings.baseline else None
-    view = SessionView(runs=runs, baselines=baselines, baseline_path=state.settings.baseline,
-                       counters=state.counters.as_dict(), n_records=len(state.records), finished=state.finished)
+    view = SessionView(
+        runs=runs,
+        baselines=baselines,
+        baseline_path=state.settings.baseline,
+        counters=state.counters.as_dict(),
+        n_records=len(state.records),
+        finished=state.finished,
+    )
     return session_lines(view, verbosity)

@@ -18,7 +18,7 @@ from pytest_neuronprobe.report.terminal import NO_RUN_REASON
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-    from pytest_neuronprobe.analyses.patching import PatchingResult
+    from pytest_neuronprobe.analyses.patching_fit import PatchingResult
     from pytest_neuronprobe.analyses.projection import ProjectionResult
     from pytest_neuronprobe.core.heads import Head
     from pytest_neuronprobe.core.models import LoadedModel
@@ -169,5 +169,13 @@ def neuron_baseline(_neuronprobe_run: str, request: pytest.FixtureRequest) -> di
     return summary
 
 
-FIXTURES = (_neuronprobe_run, neuron_run, probe_head, hooked_model, neuron_dataset, projection, patching,
-            neuron_baseline)
+FIXTURES = (
+    _neuronprobe_run,
+    neuron_run,
+    probe_head,
+    hooked_model,
+    neuron_dataset,
+    projection,
+    patching,
+    neuron_baseline,
+)

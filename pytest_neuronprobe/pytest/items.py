@@ -52,8 +52,7 @@ class ClaimsFile(pytest.File):
                 continue
             for label in labels:
                 if claim.applies_to(label) or claim.applies_to(state.run(label).name):
-                    yield ClaimItem.from_parent(self, name=f"{base}[{label}]", claim=claim, label=label,
-                                                needs=needs)
+                    yield ClaimItem.from_parent(self, name=f"{base}[{label}]", claim=claim, label=label, needs=needs)
 
 
 class ClaimItem(pytest.Item):
@@ -88,8 +87,7 @@ class ClaimItem(pytest.Item):
         if not verdict.passed:
             raise ClaimFailed(verdict.message)
 
-    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
-                     style: object = None) -> str | TerminalRepr:
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: object = None) -> str | TerminalRepr:
         """The verdict message (or the bad-input message), without a Python traceback."""
         if isinstance(excinfo.value, ClaimFailed):
             where = f" ({self.claim.where})" if self.claim.where else ""

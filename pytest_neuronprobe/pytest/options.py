@@ -26,8 +26,9 @@ T = TypeVar("T")
 DEVICES = ("cpu", "cuda", "mps", "auto")
 DEFAULT_DEVICE = "cpu"
 DEFAULT_JUDGE = "bound"
-REQUIRE_RUN_MESSAGE = ("--neuron-require-run is set but no run was given: pass --neuron-run PATH "
-                       "(or neuron_run in the ini file)")
+REQUIRE_RUN_MESSAGE = (
+    "--neuron-require-run is set but no run was given: pass --neuron-run PATH (or neuron_run in the ini file)"
+)
 _GLOB_CHARS = "*?["
 
 
@@ -123,44 +124,93 @@ def _any_path(value: str) -> str:
 _FLAG = {"action": "store_const", "const": True, "default": None}
 #: (option, argparse keywords, help, ini help, ini type). Help ends with the default and the ini key.
 OPTIONS: tuple[tuple[str, dict[str, object], str, str, Literal["string", "paths", "bool"] | None], ...] = (
-    ("--neuron-run", {"action": "append", "metavar": "PATH", "type": _run_path},
-     "probe-training run directory (or a glob such as 'runs/*'); repeatable. Tests using the run fixtures are "
-     "parametrized per run (ids = run names). Default: none (those tests are skipped and counted).",
-     "run directories or globs (relative to the ini file), separated by spaces", "paths"),
-    ("--neuron-report", {"metavar": "DIR", "type": _dir_path},
-     "write <DIR>/<run>/summary.json and PNGs per run, and <DIR>/index.html, at the end of the session. "
-     "Default: off.", "report directory (relative to the ini file); default off", None),
-    ("--neuron-baseline", {"metavar": "PATH", "type": _any_path},
-     "baseline: an earlier summary.json or a report directory (<dir>/<run>/summary.json); gives the "
-     "neuron_baseline fixture and 'baseline' in claims. Default: none.",
-     "baseline summary.json or report directory (relative to the ini file)", None),
-    ("--neuron-update-baseline", _FLAG,
-     "after the whole session, write every run's summary to --neuron-baseline (a directory: "
-     "<dir>/<run>/summary.json; a .json file: that file, one run only). Default: off.",
-     "write the baseline at the end of the session", "bool"),
-    ("--neuron-device", {"metavar": "{cpu,cuda,mps,auto}", "type": _argparse_type(parse_device)},
-     "device for the model: cpu, cuda, mps or auto. Default: cpu, so the numbers are the same on every machine "
-     "(GPU kernels round differently, which would move baselines); 'auto' (cuda, then mps, then cpu) is opt-in.",
-     "cpu | cuda | mps | auto (default cpu)", None),
-    ("--neuron-max-samples", {"metavar": "N", "type": _argparse_type(positive_int)},
-     "analyse at most N texts per run (a seeded subsample). Default: all.",
-     "analyse at most N texts per run (default all)", None),
-    ("--neuron-batch-size", {"metavar": "N", "type": _argparse_type(positive_int)},
-     "texts per forward pass; memory is bounded by one batch, not by the dataset (lower it for long texts or a "
-     f"small GPU). Default: {DEFAULT_BATCH_SIZE}.", f"texts per forward pass (default {DEFAULT_BATCH_SIZE})", None),
-    ("--neuron-require-run", _FLAG,
-     "fail closed: without any run, tests needing one error and the exit code is non-zero (instead of "
-     "skipping). Default: off.", "without a run, error instead of skip", "bool"),
-    ("--neuron-judge", {"metavar": "{bound,estimate}", "type": _argparse_type(parse_judge)},
-     "how claims files judge metrics with an interval: 'bound' (the 95%% interval's bound must satisfy the "
-     "claim) or 'estimate'; a judge set in the file wins. Default: bound.",
-     "bound | estimate: how claims files judge (default bound)", None),
-    ("--neuron-cache-dir", {"metavar": "DIR", "type": _dir_path},
-     "directory of the on-disk cache of finished analysis results (keyed by the content of the model, head, "
-     "config and dataset files, the options, the device and the versions). Default: pytest's cache directory "
-     "(.pytest_cache/d/neuronprobe).", "on-disk analysis cache directory (relative to the ini file)", None),
-    ("--neuron-no-cache", _FLAG, "do not read or write the on-disk analysis cache. Default: off.",
-     "do not use the on-disk analysis cache", "bool"),
+    (
+        "--neuron-run",
+        {"action": "append", "metavar": "PATH", "type": _run_path},
+        "probe-training run directory (or a glob such as 'runs/*'); repeatable. Tests using the run fixtures are "
+        "parametrized per run (ids = run names). Default: none (those tests are skipped and counted).",
+        "run directories or globs (relative to the ini file), separated by spaces",
+        "paths",
+    ),
+    (
+        "--neuron-report",
+        {"metavar": "DIR", "type": _dir_path},
+        "write <DIR>/<run>/summary.json and PNGs per run, and <DIR>/index.html, at the end of the session. "
+        "Default: off.",
+        "report directory (relative to the ini file); default off",
+        None,
+    ),
+    (
+        "--neuron-baseline",
+        {"metavar": "PATH", "type": _any_path},
+        "baseline: an earlier summary.json or a report directory (<dir>/<run>/summary.json); gives the "
+        "neuron_baseline fixture and 'baseline' in claims. Default: none.",
+        "baseline summary.json or report directory (relative to the ini file)",
+        None,
+    ),
+    (
+        "--neuron-update-baseline",
+        _FLAG,
+        "after the whole session, write every run's summary to --neuron-baseline (a directory: "
+        "<dir>/<run>/summary.json; a .json file: that file, one run only). Default: off.",
+        "write the baseline at the end of the session",
+        "bool",
+    ),
+    (
+        "--neuron-device",
+        {"metavar": "{cpu,cuda,mps,auto}", "type": _argparse_type(parse_device)},
+        "device for the model: cpu, cuda, mps or auto. Default: cpu, so the numbers are the same on every machine "
+        "(GPU kernels round differently, which would move baselines); 'auto' (cuda, then mps, then cpu) is opt-in.",
+        "cpu | cuda | mps | auto (default cpu)",
+        None,
+    ),
+    (
+        "--neuron-max-samples",
+        {"metavar": "N", "type": _argparse_type(positive_int)},
+        "analyse at most N texts per run (a seeded subsample). Default: all.",
+        "analyse at most N texts per run (default all)",
+        None,
+    ),
+    (
+        "--neuron-batch-size",
+        {"metavar": "N", "type": _argparse_type(positive_int)},
+        "texts per forward pass; memory is bounded by one batch, not by the dataset (lower it for long texts or a "
+        f"small GPU). Default: {DEFAULT_BATCH_SIZE}.",
+        f"texts per forward pass (default {DEFAULT_BATCH_SIZE})",
+        None,
+    ),
+    (
+        "--neuron-require-run",
+        _FLAG,
+        "fail closed: without any run, tests needing one error and the exit code is non-zero (instead of "
+        "skipping). Default: off.",
+        "without a run, error instead of skip",
+        "bool",
+    ),
+    (
+        "--neuron-judge",
+        {"metavar": "{bound,estimate}", "type": _argparse_type(parse_judge)},
+        "how claims files judge metrics with an interval: 'bound' (the 95%% interval's bound must satisfy the "
+        "claim) or 'estimate'; a judge set in the file wins. Default: bound.",
+        "bound | estimate: how claims files judge (default bound)",
+        None,
+    ),
+    (
+        "--neuron-cache-dir",
+        {"metavar": "DIR", "type": _dir_path},
+        "directory of the on-disk cache of finished analysis results (keyed by the content of the model, head, "
+        "config and dataset files, the options, the device and the versions). Default: pytest's cache directory "
+        "(.pytest_cache/d/neuronprobe).",
+        "on-disk analysis cache directory (relative to the ini file)",
+        None,
+    ),
+    (
+        "--neuron-no-cache",
+        _FLAG,
+        "do not read or write the on-disk analysis cache. Default: off.",
+        "do not use the on-disk analysis cache",
+        "bool",
+    ),
 )
 
 
@@ -171,8 +221,10 @@ def dest(option: str) -> str:
 
 def add_options(parser: pytest.Parser) -> None:
     """Register the `neuronprobe` option group and the ini keys that mirror it."""
-    group = parser.getgroup("neuronprobe", "neuronprobe: probe-head analyses as assertions "
-                                           "(precedence: marker keyword > command line > ini > default)")
+    group = parser.getgroup(
+        "neuronprobe",
+        "neuronprobe: probe-head analyses as assertions (precedence: marker keyword > command line > ini > default)",
+    )
     for option, kwargs, help_text, ini_help, ini_type in OPTIONS:
         name = dest(option)
         group.addoption(option, dest=name, help=f"{help_text} ini: {name}", **{"default": None, **kwargs})
@@ -289,15 +341,20 @@ def settings_from_config(config: pytest.Config) -> Settings:
     if update and baseline is None:
         raise pytest.UsageError("--neuron-update-baseline needs --neuron-baseline PATH (where to write)")
     if baseline is not None and not update and not baseline.exists():
-        raise pytest.UsageError(f"--neuron-baseline: no such file or directory: {baseline} "
-                                "(create it with --neuron-update-baseline)")
+        raise pytest.UsageError(
+            f"--neuron-baseline: no such file or directory: {baseline} (create it with --neuron-update-baseline)"
+        )
     cache_dir = resolve.cache_dir()
     return Settings(
-        runs=tuple(runs), report_dir=report, baseline=baseline, update_baseline=update,
+        runs=tuple(runs),
+        report_dir=report,
+        baseline=baseline,
+        update_baseline=update,
         device=resolve.value("neuron_device", parse_device, DEFAULT_DEVICE),
         max_samples=resolve.value("neuron_max_samples", positive_int, None),
         batch_size=resolve.value("neuron_batch_size", positive_int, DEFAULT_BATCH_SIZE),
         require_run=resolve.value("neuron_require_run", parse_bool, False),
         judge=resolve.value("neuron_judge", parse_judge, DEFAULT_JUDGE),
-        cache_dir=cache_dir, sources=resolve.sources,
+        cache_dir=cache_dir,
+        sources=resolve.sources,
     )

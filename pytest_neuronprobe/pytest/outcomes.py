@@ -65,10 +65,19 @@ def record(item: pytest.Item, call: pytest.CallInfo[None], report: pytest.TestRe
             rec.outcome = "error"
             rec.message = (rec.message + "\nteardown: " + _message(report, call, item)).strip()
         values = {k: v for k, v in item.user_properties if k not in ("neuron_run", "claim")}
-        session_of(item.config).record(TestRecord(
-            nodeid=item.nodeid, run=label, claim=describe(item), outcome=rec.outcome, message=rec.message,
-            values=values, kind="claim" if isinstance(item, ClaimItem) else "test", duration=rec.duration,
-            order=rec.order))
+        session_of(item.config).record(
+            TestRecord(
+                nodeid=item.nodeid,
+                run=label,
+                claim=describe(item),
+                outcome=rec.outcome,
+                message=rec.message,
+                values=values,
+                kind="claim" if isinstance(item, ClaimItem) else "test",
+                duration=rec.duration,
+                order=rec.order,
+            )
+        )
         item.config.stash[CURRENT_KEY] = None
 
 

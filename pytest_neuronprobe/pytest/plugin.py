@@ -31,8 +31,16 @@ from pytest_neuronprobe.pytest.options import REQUIRE_RUN_MESSAGE, add_options, 
 from pytest_neuronprobe.pytest.session import NeuronSession
 from pytest_neuronprobe.pytest.stash import CURRENT_KEY, SESSION_KEY, is_worker, session_of
 
-__all__ = ["_neuronprobe_run", "hooked_model", "neuron_baseline", "neuron_dataset", "neuron_run", "patching",
-           "probe_head", "projection"]
+__all__ = [
+    "_neuronprobe_run",
+    "hooked_model",
+    "neuron_baseline",
+    "neuron_dataset",
+    "neuron_run",
+    "patching",
+    "probe_head",
+    "projection",
+]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -78,13 +86,18 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     if state.labels:
         runs = ", ".join(f"{label} ({state.entries[label].path})" for label in state.labels)
     else:
-        runs = "none (run-dependent tests will be " + ("an error" if s.require_run else "skipped") + \
-               "; pass --neuron-run PATH)"
-    return [f"neuronprobe: runs: {runs}",
-            f"neuronprobe: device: {s.device} ({s.sources.get('neuron_device', 'default')}); "
-            f"max samples: {s.max_samples or 'all'}; batch size: {s.batch_size}; judge: {s.judge}; "
-            f"report: {s.report_dir if s.report_dir else 'off'}; "
-            f"baseline: {s.baseline if s.baseline else 'none'}" + (" (will be updated)" if s.update_baseline else "")]
+        runs = (
+            "none (run-dependent tests will be "
+            + ("an error" if s.require_run else "skipped")
+            + "; pass --neuron-run PATH)"
+        )
+    return [
+        f"neuronprobe: runs: {runs}",
+        f"neuronprobe: device: {s.device} ({s.sources.get('neuron_device', 'default')}); "
+        f"max samples: {s.max_samples or 'all'}; batch size: {s.batch_size}; judge: {s.judge}; "
+        f"report: {s.report_dir if s.report_dir else 'off'}; "
+        f"baseline: {s.baseline if s.baseline else 'none'}" + (" (will be updated)" if s.update_baseline else ""),
+    ]
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -13,7 +13,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
     import numpy.typing as npt
 
-    from pytest_neuronprobe.analyses.patching import PatchingResult
+    from pytest_neuronprobe.analyses.patching_fit import PatchingResult
     from pytest_neuronprobe.analyses.projection import ProjectionResult
 
 
@@ -71,17 +71,26 @@ class RunResults:
     error: str | None = None
 
     @classmethod
-    def of(cls, label: str, summary: dict[str, object], projection: ProjectionResult | None,
-           patching: PatchingResult | None) -> RunResults:
+    def of(
+        cls,
+        label: str,
+        summary: dict[str, object],
+        projection: ProjectionResult | None,
+        patching: PatchingResult | None,
+    ) -> RunResults:
         """The results of this process's analyses of a run (the summary's run name set to its label)."""
         run = summary.get("run")
         if isinstance(run, dict):
             run["name"] = label
-        return cls(label=label, summary=summary, has_projection=projection is not None,
-                   has_patching=patching is not None,
-                   projection_arrays=dict(projection.arrays) if projection is not None else None,
-                   patching_arrays=dict(patching.arrays) if patching is not None else None,
-                   null_values=projection.arrays.get("null_random") if projection is not None else None)
+        return cls(
+            label=label,
+            summary=summary,
+            has_projection=projection is not None,
+            has_patching=patching is not None,
+            projection_arrays=dict(projection.arrays) if projection is not None else None,
+            patching_arrays=dict(patching.arrays) if patching is not None else None,
+            null_values=projection.arrays.get("null_random") if projection is not None else None,
+        )
 
     @classmethod
     def failed(cls, label: str, exc: BaseException) -> RunResults:
@@ -92,31 +101,48 @@ class RunResults:
         return self.error is not None or (self.has_projection and self.has_patching)
 
     def to_json(self, with_arrays: bool) -> dict[str, object]:
-        return {"label": self.label, "summary": jsonable(self.summary), "has_projection": self.has_projection,
-                "has_patching": self.has_patching, "error": self.error,
-                "projection_arrays": jsonable(self.projection_arrays) if with_arrays else None,
-                "patching_arrays": jsonable(self.patching_arrays) if with_arrays else None,
-                "null_values": jsonable(self.null_values) if with_arrays else None}
+        return {
+            "label": self.label,
+            "summary": jsonable(self.summary),
+            "has_projection": self.has_projection,
+            "has_patching": self.has_patching,
+            "error": self.error,
+            "projection_arrays": jsonable(self.projection_arrays) if with_arrays else None,
+            "patching_arrays": jsonable(self.patching_arrays) if with_arrays else None,
+            "null_values": jsonable(self.null_values) if with_arrays else None,
+        }
 
     @classmethod
     def from_json(cls, d: Mapping[str, object]) -> RunResults:
         import numpy as np
 
         summary, error, null = d.get("summary"), d.get("error"), d.get("null_values")
-        return cls(label=str(d["label"]), summary=dict(summary) if isinstance(summary, Mapping) else {},
-                   has_projection=bool(d.get("has_projection")), has_patching=bool(d.get("has_patching")),
-                   error=None if error is None else str(error),
-                   projection_arrays=_arrays(d.get("projection_arrays")),
-                   patching_arrays=_arrays(d.get("patching_arrays")),
-                   null_values=None if null is None else np.asarray(null, dtype=float))
+        return cls(
+            label=str(d["label"]),
+            summary=dict(summary) if isinstance(summary, Mapping) else {},
+            has_projection=bool(d.get("has_projection")),
+            has_patching=bool(d.get("has_patching")),
+            error=None if error is None else str(error),
+            projection_arrays=_arrays(d.get("projection_arrays")),
+            patching_arrays=_arrays(d.get("patching_arrays")),
+            null_values=None if null is None else np.asarray(null, dtype=float),
+        )
 
     def merged(self, other: RunResults | None) -> RunResults:
         """This run's results completed with the parts only `other` has."""
         if other is None:
             return self
         summary = dict(self.summary)
-        out = RunResults(self.label, summary, self.has_projection, self.has_patching, self.projection_arrays,
-                         self.patching_arrays, self.null_values, self.error or other.error)
+        out = RunResults(
+            self.label,
+            summary,
+            self.has_projection,
+            self.has_patching,
+            self.projection_arrays,
+            self.patching_arrays,
+            self.null_values,
+            self.error or other.error,
+        )
         if not self.has_projection and other.has_projection:
             for key in PROJECTION_KEYS:
                 if key in other.summary:

@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from pytest_neuronprobe.analyses.cache import ResultCache
     from pytest_neuronprobe.analyses.options import PatchingOptions, Progress, ProjectionOptions
-    from pytest_neuronprobe.analyses.patching import PatchingResult
+    from pytest_neuronprobe.analyses.patching_fit import PatchingResult
     from pytest_neuronprobe.analyses.projection import ProjectionResult
     from pytest_neuronprobe.baseline import Pairing
     from pytest_neuronprobe.claims.metrics import Metric
@@ -189,33 +189,48 @@ class NeuronSession:
         options = options or self.projection_options()
         if self.joint and options == self.projection_options():
             self._both(label)
-        result = self._analysis(label, options, analyze_projection, lambda r: (
-            f"projection of {label} ({r.n} texts, {r.split} split, {options.n_resamples} resamples)"))
+        result = self._analysis(
+            label,
+            options,
+            analyze_projection,
+            lambda r: f"projection of {label} ({r.n} texts, {r.split} split, {options.n_resamples} resamples)",
+        )
         assert isinstance(result, ProjectionResult)
         return result
 
     def patching(self, label: str, options: PatchingOptions | None = None) -> PatchingResult:
         """The patching analysis of this run with these options (default: the session's), once per session."""
-        from pytest_neuronprobe.analyses.patching import PatchingResult, analyze_patching
+        from pytest_neuronprobe.analyses.patching import analyze_patching
+        from pytest_neuronprobe.analyses.patching_fit import PatchingResult
 
         options = options or self.patching_options()
         if self.joint and options == self.patching_options():
             self._both(label)
-        result = self._analysis(label, options, analyze_patching, lambda r: (
-            f"patching of {label} ({r.n_texts} texts x {len(r.factors)} {r.mode} factors)"))
+        result = self._analysis(
+            label,
+            options,
+            analyze_patching,
+            lambda r: f"patching of {label} ({r.n_texts} texts x {len(r.factors)} {r.mode} factors)",
+        )
         assert isinstance(result, PatchingResult)
         return result
 
     def _key(self, label: str, options: object) -> tuple[Path, str, object]:
         return self.entries[label].path, self.settings.device, options
 
-    def _analysis(self, label: str, options: OptionsT, compute: Callable[[Probe, OptionsT, Progress | None], R],
-                  describe: Callable[[R], str]) -> object:
+    def _analysis(
+        self,
+        label: str,
+        options: OptionsT,
+        compute: Callable[[Probe, OptionsT, Progress | None], R],
+        describe: Callable[[R], str],
+    ) -> object:
         key = self._key(label, options)
         if key not in self._results:
             kind = options.kind
             result, cached, start = self._compute(
-                label, options, lambda probe: compute(probe, options, self.progress(label, kind)))
+                label, options, lambda probe: compute(probe, options, self.progress(label, kind))
+            )
             self._results[key] = result
             self.say(describe(result) + (" from cache" if cached else ""), start)
         return self._results[key]
@@ -228,12 +243,20 @@ class NeuronSession:
         pkey, tkey = self._key(label, joint.projection), self._key(label, joint.patching)
         if pkey in self._results or tkey in self._results:
             return
-        (proj, patch), cached, start = self._compute(label, joint, lambda probe: analyze(
-            probe, joint.projection, joint.patching, progress=self.progress(label, "projection + patching")))
+        (proj, patch), cached, start = self._compute(
+            label,
+            joint,
+            lambda probe: analyze(
+                probe, joint.projection, joint.patching, progress=self.progress(label, "projection + patching")
+            ),
+        )
         assert proj is not None and patch is not None
         self._results[pkey], self._results[tkey] = proj, patch
-        self.say(f"projection + patching of {label} ({proj.n} texts, {proj.split} split; "
-                 f"{len(patch.factors)} {patch.mode} factors)" + (" from cache" if cached else ""), start)
+        self.say(
+            f"projection + patching of {label} ({proj.n} texts, {proj.split} split; "
+            f"{len(patch.factors)} {patch.mode} factors)" + (" from cache" if cached else ""),
+            start,
+        )
 
     def _compute(self, label: str, options: object, compute: Callable[[Probe], R]) -> tuple[R, bool, float]:
         """(`compute(probe)` or its result from the on-disk cache, whether it came from the cache, the
@@ -284,8 +307,9 @@ class NeuronSession:
         from pytest_neuronprobe.analyses.rows import analysed_rows
 
         options = options or self.projection_options()
-        data, _ = analysed_rows(self.run(label), max_samples=options.max_samples, seed=options.seed,
-                                split=options.split)
+        data, _ = analysed_rows(
+            self.run(label), max_samples=options.max_samples, seed=options.seed, split=options.split
+        )
         frame: pd.DataFrame = data.copy()
         return frame
 
@@ -310,8 +334,11 @@ class NeuronSession:
         if key not in self._metrics:
             summary: dict[str, object] = {"run": {"name": label}}
             if projection or patching:
-                summary = build_summary(self.probe(label), self.projection(label) if projection else None,
-                                        self.patching(label) if patching else None)
+                summary = build_summary(
+                    self.probe(label),
+                    self.projection(label) if projection else None,
+                    self.patching(label) if patching else None,
+                )
                 summary["run"]["name"] = label  # type: ignore[index]
             self._metrics[key] = flatten(summary)
         return self._metrics[key]

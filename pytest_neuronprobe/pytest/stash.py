@@ -11,7 +11,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from pytest_neuronprobe.pytest.session import NeuronSession
 
 
-
 @dataclass
 class ItemOutcome:
     """One item's outcome so far, folded from its setup, call and teardown reports."""

@@ -50,7 +50,7 @@ def run_of(nodeid: str, patterns: Sequence[tuple[str, re.Pattern[str]]]) -> str 
     start = rest.find("[")
     if not sep or start < 0 or not rest.endswith("]"):
         return None
-    param_id = rest[start + 1:-1]
+    param_id = rest[start + 1 : -1]
     for label, pattern in patterns:
         if pattern.search(param_id):
             return label
@@ -87,13 +87,15 @@ class RunScopeScheduling(LoadScopeScheduling):  # type: ignore[misc]  # xdist sh
 def worker_payload(state: NeuronSession) -> str:
     """What a worker sends to the controller: its frozen run results, test records and counters, as JSON."""
     with_arrays = state.settings.report_dir is not None
-    return json.dumps({
-        "version": PAYLOAD_VERSION,
-        "paths": {label: str(e.path) for label, e in state.entries.items()},
-        "runs": {label: results.to_json(with_arrays) for label, results in state.done.items()},
-        "records": [r.as_dict() for r in state.records],
-        "counters": state.counters.as_dict(),
-    })
+    return json.dumps(
+        {
+            "version": PAYLOAD_VERSION,
+            "paths": {label: str(e.path) for label, e in state.entries.items()},
+            "runs": {label: results.to_json(with_arrays) for label, results in state.done.items()},
+            "records": [r.as_dict() for r in state.records],
+            "counters": state.counters.as_dict(),
+        }
+    )
 
 
 def merge_payload(state: NeuronSession, payload: Mapping[str, Any]) -> None:

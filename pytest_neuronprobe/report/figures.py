@@ -38,14 +38,34 @@ class PlotFile(NamedTuple):
 
 PLOT_FILES: tuple[PlotFile, ...] = (
     PlotFile("projection", "projection.png", "Projections vs ground truth", has_projection, plot_projection),
-    PlotFile("correlation", "projection_correlation.png", "Correlation matrix of projections",
-             has_correlation, plot_correlation_heatmap),
-    PlotFile("patching_curves", "patching_curves.png", "Patching: mean changes per factor",
-             has_patching_means, plot_patching_curves),
-    PlotFile("patching_scatter", "patching_scatter.png", "Patching: prediction change vs activation change",
-             has_patching_arrays, plot_patching_scatter),
-    PlotFile("per_input_slopes", "per_input_slopes.png", "Patching: per-input slopes",
-             has_per_input_slopes, plot_per_input_slopes),
+    PlotFile(
+        "correlation",
+        "projection_correlation.png",
+        "Correlation matrix of projections",
+        has_correlation,
+        plot_correlation_heatmap,
+    ),
+    PlotFile(
+        "patching_curves",
+        "patching_curves.png",
+        "Patching: mean changes per factor",
+        has_patching_means,
+        plot_patching_curves,
+    ),
+    PlotFile(
+        "patching_scatter",
+        "patching_scatter.png",
+        "Patching: prediction change vs activation change",
+        has_patching_arrays,
+        plot_patching_scatter,
+    ),
+    PlotFile(
+        "per_input_slopes",
+        "per_input_slopes.png",
+        "Patching: per-input slopes",
+        has_per_input_slopes,
+        plot_per_input_slopes,
+    ),
     PlotFile("null", "null.png", "Null distribution", has_null, plot_null),
 )
 #: Figure key -> its title (index.html's captions and table of contents).

@@ -47,17 +47,32 @@ class TestRecord:
     order: int = 0
 
     def as_dict(self) -> dict[str, object]:
-        return {"nodeid": self.nodeid, "run": self.run, "claim": self.claim, "outcome": self.outcome,
-                "message": self.message, "values": jsonable(self.values), "kind": self.kind,
-                "duration": round(self.duration, 4), "order": self.order}
+        return {
+            "nodeid": self.nodeid,
+            "run": self.run,
+            "claim": self.claim,
+            "outcome": self.outcome,
+            "message": self.message,
+            "values": jsonable(self.values),
+            "kind": self.kind,
+            "duration": round(self.duration, 4),
+            "order": self.order,
+        }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, object]) -> TestRecord:
         run, values = d.get("run"), d.get("values") or {}
-        return cls(nodeid=str(d["nodeid"]), run=None if run is None else str(run), claim=str(d.get("claim", "")),
-                   outcome=str(d.get("outcome", "")), message=str(d.get("message", "")),
-                   values=dict(values) if isinstance(values, Mapping) else {}, kind=str(d.get("kind", "test")),
-                   duration=_float(d.get("duration") or 0.0), order=_int(d.get("order") or 0))
+        return cls(
+            nodeid=str(d["nodeid"]),
+            run=None if run is None else str(run),
+            claim=str(d.get("claim", "")),
+            outcome=str(d.get("outcome", "")),
+            message=str(d.get("message", "")),
+            values=dict(values) if isinstance(values, Mapping) else {},
+            kind=str(d.get("kind", "test")),
+            duration=_float(d.get("duration") or 0.0),
+            order=_int(d.get("order") or 0),
+        )
 
 
 def _float(value: object) -> float:
@@ -99,8 +114,12 @@ def write_run_report(report: RunReport, out_dir: str | os.PathLike[str]) -> dict
     return paths
 
 
-def write_report(out_dir: str | os.PathLike[str], runs: Sequence[RunReport], records: Sequence[TestRecord] = (),
-                 header: Mapping[str, object] | None = None) -> ReportFiles:
+def write_report(
+    out_dir: str | os.PathLike[str],
+    runs: Sequence[RunReport],
+    records: Sequence[TestRecord] = (),
+    header: Mapping[str, object] | None = None,
+) -> ReportFiles:
     """Write every run's report (runs with an error get none, but are listed), ``index.html`` and
     ``results.json`` (``{"header": header, "tests": [record, ...]}``) into ``out_dir``."""
     from pytest_neuronprobe.report.html import write_index_html  # matplotlib: only when writing

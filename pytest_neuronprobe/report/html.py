@@ -133,37 +133,57 @@ def _projection_table(summary: Mapping[str, object], report: RunData) -> str:
     for name in order:
         stats = projections.get(name)
         label = f"<th>{_e(name)}</th>"
-        if not isinstance(stats, Mapping) or not any(
-                k in stats for k in ("correlation", "r_squared", "p_value", "n")):
-            rows.append(f'<tr>{label}<td colspan="6" class="absent">absent: '
-                        f"{_e(absent_reason(report, name))}</td></tr>")
+        if not isinstance(stats, Mapping) or not any(k in stats for k in ("correlation", "r_squared", "p_value", "n")):
+            rows.append(
+                f'<tr>{label}<td colspan="6" class="absent">absent: {_e(absent_reason(report, name))}</td></tr>'
+            )
             continue
         ci = format_interval(stats.get("ci_low"), stats.get("ci_high"))
-        ci_cell = (f'<td class="num"><span class="undef">{UNDEFINED}</span></td>' if ci is None
-                   else f'<td class="num">{_e(ci)}</td>')
+        ci_cell = (
+            f'<td class="num"><span class="undef">{UNDEFINED}</span></td>'
+            if ci is None
+            else f'<td class="num">{_e(ci)}</td>'
+        )
         rows.append(
             f"<tr>{label}{_h_num(stats.get('correlation'))}{ci_cell}{_h_num(stats.get('r_squared'))}"
             f"{_h_num(stats.get('p_value'), format_p_value)}{_h_num(stats.get('spearman'))}"
-            f"{_h_num(stats.get('n'))}</tr>")
-    head = ("<thead><tr><th>projection</th><th>r</th><th>95% CI of r</th><th>R²</th><th>p</th>"
-            "<th>Spearman ρ</th><th>n</th></tr></thead>")
+            f"{_h_num(stats.get('n'))}</tr>"
+        )
+    head = (
+        "<thead><tr><th>projection</th><th>r</th><th>95% CI of r</th><th>R²</th><th>p</th>"
+        "<th>Spearman ρ</th><th>n</th></tr></thead>"
+    )
     return f"<table>{head}<tbody>{''.join(rows)}</tbody></table>"
 
 
 def _patching_table(patch: Mapping[str, object]) -> str:
-    rows = [("mode", patch.get("mode")), ("factors", patch.get("factors")),
-            ("baseline correlation", patch.get("baseline_correlation")),
-            ("pooled slope", patch.get("slope")), ("intercept", patch.get("intercept")),
-            ("R²", patch.get("r_squared"))]
+    rows = [
+        ("mode", patch.get("mode")),
+        ("factors", patch.get("factors")),
+        ("baseline correlation", patch.get("baseline_correlation")),
+        ("pooled slope", patch.get("slope")),
+        ("intercept", patch.get("intercept")),
+        ("R²", patch.get("r_squared")),
+    ]
     for key in ("direct_slope", "direct_intercept"):
         if key in patch:
             rows.append((key.replace("_", " "), patch[key]))
     per_input = patch.get("per_input")
     if isinstance(per_input, list):
         rows.append(("inputs", len(per_input)))
-    shown = {"mode", "factors", "baseline_correlation", "slope", "intercept", "r_squared",
-             "direct_slope", "direct_intercept", "per_input", "avg_activation_changes",
-             "avg_prediction_changes"}
+    shown = {
+        "mode",
+        "factors",
+        "baseline_correlation",
+        "slope",
+        "intercept",
+        "r_squared",
+        "direct_slope",
+        "direct_intercept",
+        "per_input",
+        "avg_activation_changes",
+        "avg_prediction_changes",
+    }
     rows += [(k, v) for k, v in patch.items() if k not in shown]
     body = "".join(f"<tr><th>{_e(k)}</th><td>{_h_value(v)}</td></tr>" for k, v in rows)
     return f'<table class="kv"><tbody>{body}</tbody></table>'
@@ -181,9 +201,9 @@ def _claims_table(claims: Sequence[Mapping[str, object]]) -> str:
             f'<td class="claim">{_e(c.get("claim", ""))}</td>'
             f'<td class="msg">{_e(c.get("message", ""))}</td>'
             f"<td>{_h_value(c.get('values') or {})}</td>"
-            f'<td class="nodeid"><code>{_e(c.get("nodeid", ""))}</code></td></tr>')
-    head = ("<thead><tr><th>outcome</th><th>claim</th><th>message</th><th>values</th>"
-            "<th>test</th></tr></thead>")
+            f'<td class="nodeid"><code>{_e(c.get("nodeid", ""))}</code></td></tr>'
+        )
+    head = "<thead><tr><th>outcome</th><th>claim</th><th>message</th><th>values</th><th>test</th></tr></thead>"
     return f"<table>{head}<tbody>{''.join(rows)}</tbody></table>"
 
 
@@ -206,8 +226,10 @@ def _image_html(path: Path, key: str, run_name: str) -> str:
     except OSError as exc:
         return f'<p class="muted">{_e(title)}: image unavailable ({_e(exc)})</p>'
     encoded = base64.b64encode(data).decode("ascii")
-    return (f'<figure><img src="data:image/png;base64,{encoded}" alt="{_e(title)} ({_e(run_name)})">'
-            f"<figcaption>{_e(title)} — <code>{_e(Path(path).name)}</code></figcaption></figure>")
+    return (
+        f'<figure><img src="data:image/png;base64,{encoded}" alt="{_e(title)} ({_e(run_name)})">'
+        f"<figcaption>{_e(title)} — <code>{_e(Path(path).name)}</code></figcaption></figure>"
+    )
 
 
 def _key_numbers(summary: Mapping[str, object], report: RunData) -> list[str]:
@@ -224,8 +246,10 @@ def _key_numbers(summary: Mapping[str, object], report: RunData) -> list[str]:
     if isinstance(weights, Mapping) and weights:
         cells = "".join(f"<th>{_e(k)}</th>" for k in weights)
         values = "".join(_h_num(v) for v in weights.values())
-        parts += ["<h4>Weight cosine similarities</h4>",
-                  f"<table><thead><tr>{cells}</tr></thead><tbody><tr>{values}</tr></tbody></table>"]
+        parts += [
+            "<h4>Weight cosine similarities</h4>",
+            f"<table><thead><tr>{cells}</tr></thead><tbody><tr>{values}</tr></tbody></table>",
+        ]
     patch = summary.get("patching")
     if isinstance(patch, Mapping) and patch:
         parts += ["<h4>Patching</h4>", _patching_table(patch)]
@@ -236,23 +260,25 @@ def _key_numbers(summary: Mapping[str, object], report: RunData) -> list[str]:
     return parts
 
 
-def _run_section(index: int, report: RunData, paths: Mapping[str, Path],
-                 claims: Sequence[Mapping[str, object]], out_dir: Path) -> str:
+def _run_section(
+    index: int, report: RunData, paths: Mapping[str, Path], claims: Sequence[Mapping[str, object]], out_dir: Path
+) -> str:
     summary = report.summary if isinstance(report.summary, Mapping) else {}
     anchor = f"run-{index}"
     figures = [(k, Path(p)) for k, p in paths.items() if k != "summary" and str(p).endswith(".png")]
-    toc = [f'<a href="#{anchor}-numbers">Key numbers</a>',
-           f'<a href="#{anchor}-claims">Claims ({len(claims)})</a>']
+    toc = [f'<a href="#{anchor}-numbers">Key numbers</a>', f'<a href="#{anchor}-claims">Claims ({len(claims)})</a>']
     toc += [f'<a href="#{anchor}-fig-{_e(k)}">{_e(FIGURE_TITLES.get(k, k))}</a>' for k, _ in figures]
     toc.append(f'<a href="#{anchor}-provenance">Provenance</a>')
     toc.append(f'<a href="#{anchor}-summary">summary.json</a>')
 
-    parts = [f'<section class="run" id="{anchor}">',
-             f"<h2>{_e(report.name)}</h2>",
-             f'<div class="counts">{_counts(claims)}</div>',
-             f'<nav class="toc">{"".join(toc)}</nav>',
-             f'<h3 id="{anchor}-numbers">Key numbers</h3>',
-             *_key_numbers(summary, report)]
+    parts = [
+        f'<section class="run" id="{anchor}">',
+        f"<h2>{_e(report.name)}</h2>",
+        f'<div class="counts">{_counts(claims)}</div>',
+        f'<nav class="toc">{"".join(toc)}</nav>',
+        f'<h3 id="{anchor}-numbers">Key numbers</h3>',
+        *_key_numbers(summary, report),
+    ]
     parts += [f'<h3 id="{anchor}-claims">Claims</h3>', _claims_table(claims)]
     if figures:
         parts.append("<h3>Figures</h3>")
@@ -260,8 +286,11 @@ def _run_section(index: int, report: RunData, paths: Mapping[str, Path],
             parts.append(f'<div id="{anchor}-fig-{_e(key)}">{_image_html(path, key, report.name)}</div>')
     parts.append(f'<h3 id="{anchor}-provenance">Provenance</h3>')
     provenance = summary.get("provenance")
-    parts.append(_kv_table(provenance) if isinstance(provenance, Mapping) and provenance
-                 else '<p class="muted">No provenance recorded.</p>')
+    parts.append(
+        _kv_table(provenance)
+        if isinstance(provenance, Mapping) and provenance
+        else '<p class="muted">No provenance recorded.</p>'
+    )
     parts.append(f'<h3 id="{anchor}-summary">summary.json</h3>')
     summary_path = paths.get("summary")
     if summary_path is not None:
@@ -298,8 +327,7 @@ def write_index_html(
     info.update({str(k): v for k, v in (header or {}).items()})
     if not any(k.lower() in ("when", "time", "generated", "date", "timestamp") for k in info):
         info["generated"] = _dt.datetime.now().astimezone().isoformat(timespec="seconds")
-    header_rows = "".join(f"<tr><th>{_e(k)}</th><td>{_header_value(v)}</td></tr>"
-                          for k, v in info.items())
+    header_rows = "".join(f"<tr><th>{_e(k)}</th><td>{_header_value(v)}</td></tr>" for k, v in info.items())
 
     names = [r.name for r, _ in runs]
     by_run: dict[str, list[Mapping[str, object]]] = {n: [] for n in names}
@@ -309,8 +337,8 @@ def write_index_html(
         (bucket if bucket is not None else orphans).append(claim)
 
     toc_items = "".join(
-        f'<li><a href="#run-{i}">{_e(r.name)}</a> {_counts(by_run[r.name])}</li>'
-        for i, (r, _) in enumerate(runs))
+        f'<li><a href="#run-{i}">{_e(r.name)}</a> {_counts(by_run[r.name])}</li>' for i, (r, _) in enumerate(runs)
+    )
     if orphans:
         toc_items += '<li><a href="#other-claims">Claims without a run</a></li>'
 
@@ -326,14 +354,16 @@ def write_index_html(
     for i, (report, paths) in enumerate(runs):
         body.append(_run_section(i, report, paths, by_run[report.name], out))
     if orphans:
-        body += ['<section class="run" id="other-claims"><h2>Claims without a run</h2>',
-                 _claims_table(orphans), "</section>"]
+        body += [
+            '<section class="run" id="other-claims"><h2>Claims without a run</h2>',
+            _claims_table(orphans),
+            "</section>",
+        ]
     body.append("</main>")
     document = (
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
         "<title>pytest-neuronprobe report</title>\n"
         f"<style>{_CSS}</style>\n</head>\n<body>\n" + "\n".join(body) + "\n</body>\n</html>\n"
     )
     return write_text_atomic(out / "index.html", document)
-

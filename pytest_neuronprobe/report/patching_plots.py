@@ -51,8 +51,14 @@ def _patching_means(report: RunData) -> tuple[FloatArray, FloatArray, FloatArray
     factors = factors.ravel()
     act = as_array(pa.get("activation_change"))
     pred = as_array(pa.get("prediction_change"))
-    if (act is not None and pred is not None and act.ndim == 2 and act.shape == pred.shape
-            and act.shape[0] > 0 and act.shape[1] == factors.size):
+    if (
+        act is not None
+        and pred is not None
+        and act.ndim == 2
+        and act.shape == pred.shape
+        and act.shape[0] > 0
+        and act.shape[1] == factors.size
+    ):
         return factors, column_means(act), column_means(pred)
     mean_act = float_list(patch.get("avg_activation_changes"))
     mean_pred = float_list(patch.get("avg_prediction_changes"))
@@ -132,9 +138,11 @@ def plot_patching_scatter(report: RunData, path: PathLike) -> Path:
     mode = _mode(report)
     slope, intercept = finite_number(patch.get("slope")), finite_number(patch.get("intercept"))
     r2, base_r = finite_number(patch.get("r_squared")), finite_number(patch.get("baseline_correlation"))
-    title = (f"Prediction change vs activation change: {run_title(report)}\n"
-             f"pooled slope {format_fixed(slope)} · intercept {format_fixed(intercept)} · R² {format_fixed(r2)}"
-             f" · baseline r {format_fixed(base_r)}")
+    title = (
+        f"Prediction change vs activation change: {run_title(report)}\n"
+        f"pooled slope {format_fixed(slope)} · intercept {format_fixed(intercept)} · R² {format_fixed(r2)}"
+        f" · baseline r {format_fixed(base_r)}"
+    )
     points = _points(report)
     if points is None:
         placeholder(ax, "no per-input patching data")
@@ -151,13 +159,19 @@ def plot_patching_scatter(report: RunData, path: PathLike) -> Path:
         handles, labels = ax.get_legend_handles_labels()
         legend_points = [(h, lab) for h, lab in zip(handles, labels, strict=True) if h not in lines]
         # Beside the axes (below the title), so a long title never runs into it.
-        scatter_legend = ax.legend([h for h, _ in legend_points], [lab for _, lab in legend_points],
-                                   title=label_text(label), fontsize=9, title_fontsize=9, loc="upper left",
-                                   bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+        scatter_legend = ax.legend(
+            [h for h, _ in legend_points],
+            [lab for _, lab in legend_points],
+            title=label_text(label),
+            fontsize=9,
+            title_fontsize=9,
+            loc="upper left",
+            bbox_to_anchor=(1.01, 1.0),
+            borderaxespad=0.0,
+        )
         ax.add_artist(scatter_legend)
     if lines:
-        ax.legend(lines, [str(ln.get_label()) for ln in lines], fontsize=9, loc="lower right",
-                  framealpha=0.9)
+        ax.legend(lines, [str(ln.get_label()) for ln in lines], fontsize=9, loc="lower right", framealpha=0.9)
     ax.set_xlabel("activation change", fontsize=10)
     ax.set_ylabel("prediction change", fontsize=10)
     ax.set_title(title, fontsize=12)
@@ -165,38 +179,45 @@ def plot_patching_scatter(report: RunData, path: PathLike) -> Path:
     return save_png(fig, path)
 
 
-def _scatter_by_factor(fig: Figure, ax: Axes, act: FloatArray, pred: FloatArray, factors: FloatArray,
-                       mask: np.ndarray, label: str) -> None:
+def _scatter_by_factor(
+    fig: Figure, ax: Axes, act: FloatArray, pred: FloatArray, factors: FloatArray, mask: np.ndarray, label: str
+) -> None:
     size = 14 if int(mask.sum()) > 1500 else 26
     cmap = colormaps["viridis"]
     if factors.size <= MAX_LEGEND_FACTORS:
         colors = cmap(np.linspace(0, 0.92, factors.size))
         for j, f in enumerate(factors):
             m = mask[:, j]
-            ax.scatter(act[m, j], pred[m, j], s=size, alpha=0.7, color=colors[j],
-                       edgecolors="none", label=f"{f:g}")
+            ax.scatter(act[m, j], pred[m, j], s=size, alpha=0.7, color=colors[j], edgecolors="none", label=f"{f:g}")
     else:
         norm = Normalize(np.nanmin(factors), np.nanmax(factors))
         grid = np.broadcast_to(factors, act.shape)
-        ax.scatter(act[mask], pred[mask], c=grid[mask], cmap=cmap, norm=norm, s=size,
-                   alpha=0.7, edgecolors="none")
+        ax.scatter(act[mask], pred[mask], c=grid[mask], cmap=cmap, norm=norm, s=size, alpha=0.7, edgecolors="none")
         fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, label=label_text(label))
 
 
-def _fit_lines(ax: Axes, act: FloatArray, patch: Mapping[str, object], slope: float | None,
-               intercept: float | None) -> list[Line2D]:
+def _fit_lines(
+    ax: Axes, act: FloatArray, patch: Mapping[str, object], slope: float | None, intercept: float | None
+) -> list[Line2D]:
     """The pooled fit and the direct-path line, over the range of the finite activation changes."""
     lines: list[Line2D] = []
     xs = np.linspace(act.min(), act.max(), 2)
     if slope is not None:
-        (line,) = ax.plot(xs, slope * xs + (intercept or 0.0), color="#d62728", linewidth=2,
-                          label=f"pooled fit (slope {slope:.3f})")
+        (line,) = ax.plot(
+            xs, slope * xs + (intercept or 0.0), color="#d62728", linewidth=2, label=f"pooled fit (slope {slope:.3f})"
+        )
         lines.append(line)
     direct = finite_number(patch.get("direct_slope"))
     if direct is not None:
         d_int = finite_number(patch.get("direct_intercept")) or 0.0
-        (line,) = ax.plot(xs, direct * xs + d_int, color="#24292f", linestyle="--",
-                          linewidth=1.6, label=f"direct path (slope {direct:.3f})")
+        (line,) = ax.plot(
+            xs,
+            direct * xs + d_int,
+            color="#24292f",
+            linestyle="--",
+            linewidth=1.6,
+            label=f"direct path (slope {direct:.3f})",
+        )
         lines.append(line)
     return lines
 
@@ -209,14 +230,16 @@ def _per_input_entries(report: RunData) -> list[Mapping[str, object]]:
 def plot_per_input_slopes(report: RunData, path: PathLike) -> Path:
     """Horizontal bars of per-input slopes (the most extreme 30), coloured by per-input R²."""
     patch = summary_section(report, "patching")
-    read = [(str(e.get("text", "")), finite_number(e.get("slope")), finite_number(e.get("r_squared")))
-            for e in _per_input_entries(report)]
+    read = [
+        (str(e.get("text", "")), finite_number(e.get("slope")), finite_number(e.get("r_squared")))
+        for e in _per_input_entries(report)
+    ]
     undefined = sum(1 for _, s, _ in read if s is None)
     defined = sorted(((t, s, r) for t, s, r in read if s is not None), key=lambda e: e[1])
     total = len(defined)
     if total > MAX_SLOPE_BARS:
         half = MAX_SLOPE_BARS // 2
-        shown = defined[:half] + defined[-(MAX_SLOPE_BARS - half):]
+        shown = defined[:half] + defined[-(MAX_SLOPE_BARS - half) :]
     else:
         shown = defined
     height = max(3.2, 0.3 * len(shown) + 1.8)
@@ -224,8 +247,10 @@ def plot_per_input_slopes(report: RunData, path: PathLike) -> Path:
     ax = fig.add_subplot()
     subtitle = f"{total} input{'s' if total != 1 else ''}"
     if total > len(shown):
-        subtitle += f", showing the {len(shown)} most extreme ({len(shown) // 2} lowest, " \
-                    f"{len(shown) - len(shown) // 2} highest)"
+        subtitle += (
+            f", showing the {len(shown)} most extreme ({len(shown) // 2} lowest, "
+            f"{len(shown) - len(shown) // 2} highest)"
+        )
     if undefined:
         subtitle += f", {undefined} undefined"
     title = f"Per-input slopes: {run_title(report)}\n{subtitle}"
@@ -242,14 +267,19 @@ def plot_per_input_slopes(report: RunData, path: PathLike) -> Path:
     ax.axvline(0, color="k", linewidth=0.8)
     pooled = finite_number(patch.get("slope"))
     if pooled is not None:
-        ax.axvline(pooled, color="#d62728", linestyle="--", linewidth=1.6,
-                   label=f"pooled slope {pooled:.3f}")
+        ax.axvline(pooled, color="#d62728", linestyle="--", linewidth=1.6, label=f"pooled slope {pooled:.3f}")
         ax.legend(fontsize=9, loc="lower right", framealpha=0.9)
     if total > len(shown) and len(shown) >= 2:
         ax.axhline(len(shown) // 2 - 0.5, color="#8c959f", linestyle=":", linewidth=1)
     ax.set_ylim(-0.6, len(shown) - 0.4)
-    fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="per-input R²",
-                 shrink=0.6 if len(shown) > 12 else 1.0, aspect=25, fraction=0.04)
+    fig.colorbar(
+        ScalarMappable(norm=norm, cmap=cmap),
+        ax=ax,
+        label="per-input R²",
+        shrink=0.6 if len(shown) > 12 else 1.0,
+        aspect=25,
+        fraction=0.04,
+    )
     ax.set_xlabel("slope of prediction change on activation change", fontsize=10)
     ax.set_title(title, fontsize=12)
     ax.grid(True, axis="x", alpha=0.3)

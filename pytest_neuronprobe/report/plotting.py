@@ -194,8 +194,14 @@ def placeholder(ax: Axes, message: str, title: str | None = None) -> None:
     if title:
         ax.set_title(label_text(title), fontsize=12)
     ax.text(
-        0.5, 0.5, _multiline(message, 38), ha="center", va="center",
-        fontsize=11, color="#57606a", transform=ax.transAxes,
+        0.5,
+        0.5,
+        _multiline(message, 38),
+        ha="center",
+        va="center",
+        fontsize=11,
+        color="#57606a",
+        transform=ax.transAxes,
     )
     ax.set_xticks([])
     ax.set_yticks([])

@@ -66,15 +66,19 @@ def plot_projection(report: RunData, path: PathLike) -> Path:
     axes = fig.subplots(nrows, ncols, squeeze=False)
     for ax, name in zip(axes.flat, names, strict=False):  # more axes than panels
         _projection_panel(ax, name, as_array(arrays.get(name)), truth, stats.get(name), report)
-    for ax in list(axes.flat)[len(names):]:
+    for ax in list(axes.flat)[len(names) :]:
         fig.delaxes(ax)
     fig.suptitle(f"Projections vs ground truth: {run_title(report)}", fontsize=14)
     return save_png(fig, path)
 
 
 def _projection_panel(
-    ax: Axes, name: str, x: FloatArray | None, y: FloatArray | None,
-    stats: object, report: RunData,
+    ax: Axes,
+    name: str,
+    x: FloatArray | None,
+    y: FloatArray | None,
+    stats: object,
+    report: RunData,
 ) -> None:
     title = PROJECTION_TITLES.get(name, name)
     if x is None:
@@ -92,24 +96,26 @@ def _projection_panel(
         placeholder(ax, "no finite data", title)
         return
     n = int(mask.sum())
-    ax.scatter(x[mask], y[mask], s=12 if n > 300 else 22, alpha=0.45, color="#1f77b4",
-               edgecolors="none", rasterized=n > 5000)
+    ax.scatter(
+        x[mask], y[mask], s=12 if n > 300 else 22, alpha=0.45, color="#1f77b4", edgecolors="none", rasterized=n > 5000
+    )
     fit = line_fit(x, y)
     if fit is not None:
         xs = np.linspace(x[mask].min(), x[mask].max(), 2)
         ax.plot(xs, fit[0] * xs + fit[1], color="#d62728", linewidth=1.8)
     s = stats if isinstance(stats, Mapping) else {}
-    box = "\n".join([
-        f"r = {format_fixed(s.get('correlation'))}",
-        f"95% CI {format_interval(s.get('ci_low'), s.get('ci_high')) or UNDEFINED}",
-        f"R² = {format_fixed(s.get('r_squared'))}",
-        f"p = {format_p_value(s.get('p_value'))}",
-        f"ρ = {format_fixed(s.get('spearman'))}",
-        f"n = {format_fixed(s.get('n'))}",
-    ])
+    box = "\n".join(
+        [
+            f"r = {format_fixed(s.get('correlation'))}",
+            f"95% CI {format_interval(s.get('ci_low'), s.get('ci_high')) or UNDEFINED}",
+            f"R² = {format_fixed(s.get('r_squared'))}",
+            f"p = {format_p_value(s.get('p_value'))}",
+            f"ρ = {format_fixed(s.get('spearman'))}",
+            f"n = {format_fixed(s.get('n'))}",
+        ]
+    )
     handle = Line2D([], [], linestyle="none")
-    ax.legend([handle], [box], loc="best", handlelength=0, handletextpad=0, fontsize=9,
-              framealpha=0.85, borderpad=0.6)
+    ax.legend([handle], [box], loc="best", handlelength=0, handletextpad=0, fontsize=9, framealpha=0.85, borderpad=0.6)
     ax.set_title(title, fontsize=12)
     ax.set_xlabel(PROJECTION_LABELS.get(name, name), fontsize=10)
     ax.set_ylabel(PROJECTION_LABELS["ground_truth"], fontsize=10)
@@ -153,14 +159,30 @@ def plot_correlation_heatmap(report: RunData, path: PathLike) -> Path:
         for j in range(k):
             v = matrix[i, j]
             if np.isnan(v):
-                ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="///",
-                                       edgecolor="#d0d7de", linewidth=0))
-                ax.text(j, i, UNDEFINED, ha="center", va="center", fontsize=fontsize - 2,
-                        color="#24292f", style="italic",
-                        bbox={"facecolor": "white", "edgecolor": "none", "pad": 1.5})
+                ax.add_patch(
+                    Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="///", edgecolor="#d0d7de", linewidth=0)
+                )
+                ax.text(
+                    j,
+                    i,
+                    UNDEFINED,
+                    ha="center",
+                    va="center",
+                    fontsize=fontsize - 2,
+                    color="#24292f",
+                    style="italic",
+                    bbox={"facecolor": "white", "edgecolor": "none", "pad": 1.5},
+                )
             else:
-                ax.text(j, i, f"{v:.3f}", ha="center", va="center", fontsize=fontsize,
-                        color="white" if abs(v) > 0.6 else "#24292f")
+                ax.text(
+                    j,
+                    i,
+                    f"{v:.3f}",
+                    ha="center",
+                    va="center",
+                    fontsize=fontsize,
+                    color="white" if abs(v) > 0.6 else "#24292f",
+                )
     labels = [label_text(n) for n in names]
     ax.set_xticks(range(k), labels, rotation=35, ha="right", rotation_mode="anchor", fontsize=10)
     ax.set_yticks(range(k), labels, fontsize=10)
@@ -192,8 +214,10 @@ def plot_null(report: RunData, path: PathLike) -> Path:
     ax = fig.add_subplot()
     p = first_number(null, ("empirical_p", "p_value", "p_empirical", "p"))
     selectivity = first_number(null, ("selectivity",))
-    title = (f"Null: |r| of {values.size} {label_text(report.null_label)}: {run_title(report)}\n"
-             f"empirical p = {format_fixed(p, '.4g')} · selectivity = {format_fixed(selectivity, '.3f')}")
+    title = (
+        f"Null: |r| of {values.size} {label_text(report.null_label)}: {run_title(report)}\n"
+        f"empirical p = {format_fixed(p, '.4g')} · selectivity = {format_fixed(selectivity, '.3f')}"
+    )
     if values.size == 0:
         placeholder(ax, "no null values")
         ax.set_title(title, fontsize=12)
@@ -202,15 +226,28 @@ def plot_null(report: RunData, path: PathLike) -> Path:
     q95 = float(np.percentile(values, 95))
     top = float(values.max())
     bins = np.linspace(0.0, top * 1.02 if top > 0 else 1.0, int(np.clip(np.sqrt(values.size), 10, 40)) + 1)
-    ax.hist(values, bins=bins.tolist(), color="#8c959f",
-            edgecolor="white", linewidth=0.3, label=label_text(report.null_label))
-    ax.axvline(q95, color="#bf8700", linestyle="--", linewidth=1.8,
-               label=f"null 95th percentile = {q95:.3f}")
+    ax.hist(
+        values,
+        bins=bins.tolist(),
+        color="#8c959f",
+        edgecolor="white",
+        linewidth=0.3,
+        label=label_text(report.null_label),
+    )
+    ax.axvline(q95, color="#bf8700", linestyle="--", linewidth=1.8, label=f"null 95th percentile = {q95:.3f}")
     if observed is not None:
         ax.axvline(observed, color="#d62728", linewidth=2.2, label=f"observed |r| (head) = {observed:.3f}")
     else:
-        ax.text(0.98, 0.95, f"observed |r|: {UNDEFINED}", ha="right", va="top",
-                transform=ax.transAxes, fontsize=10, color="#d62728")
+        ax.text(
+            0.98,
+            0.95,
+            f"observed |r|: {UNDEFINED}",
+            ha="right",
+            va="top",
+            transform=ax.transAxes,
+            fontsize=10,
+            color="#d62728",
+        )
     ax.set_xlabel("|Pearson r| with ground truth", fontsize=10)
     ax.set_ylabel("count", fontsize=10)
     ax.set_title(title, fontsize=12)

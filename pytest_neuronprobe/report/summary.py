@@ -6,7 +6,7 @@ import platform
 from datetime import datetime, timezone
 
 from pytest_neuronprobe.analyses.options import NAMES
-from pytest_neuronprobe.analyses.patching import PatchingResult
+from pytest_neuronprobe.analyses.patching_fit import PatchingResult
 from pytest_neuronprobe.analyses.projection import ProjectionResult
 from pytest_neuronprobe.core.digests import file_digest, package_version, tree_digest
 from pytest_neuronprobe.core.probe import Probe
@@ -45,8 +45,9 @@ def provenance(probe: Probe) -> dict[str, object]:
     }
 
 
-def build_summary(probe: Probe, projection: ProjectionResult | None = None,
-                  patching: PatchingResult | None = None) -> dict[str, object]:
+def build_summary(
+    probe: Probe, projection: ProjectionResult | None = None, patching: PatchingResult | None = None
+) -> dict[str, object]:
     """The SPEC §5 dict; analyses not run are present as empty objects / null."""
     run = probe.run
     split = projection.split if projection is not None else run.split
@@ -78,11 +79,13 @@ def build_summary(probe: Probe, projection: ProjectionResult | None = None,
     return summary
 
 
-def run_report(probe: Probe, projection: ProjectionResult | None = None,
-               patching: PatchingResult | None = None) -> RunReport:
+def run_report(
+    probe: Probe, projection: ProjectionResult | None = None, patching: PatchingResult | None = None
+) -> RunReport:
     """One run's report data (its summary and the arrays the figures plot), for :func:`report.files.write_report`."""
     return RunReport(
-        name=probe.run.name, summary=build_summary(probe, projection, patching),
+        name=probe.run.name,
+        summary=build_summary(probe, projection, patching),
         projection_arrays=dict(projection.arrays) if projection is not None else None,
         patching_arrays=dict(patching.arrays) if patching is not None else None,
         null_values=projection.arrays.get("null_random") if projection is not None else None,

@@ -14,8 +14,10 @@ from pytest_neuronprobe.core.formatting import format_short
 if TYPE_CHECKING:  # pragma: no cover
     from pytest_neuronprobe.report.files import RunReport
 
-NO_RUN_REASON = ("no --neuron-run given (pass --neuron-run PATH or set neuron_run in the ini file; "
-                 "--neuron-require-run makes this an error)")
+NO_RUN_REASON = (
+    "no --neuron-run given (pass --neuron-run PATH or set neuron_run in the ini file; "
+    "--neuron-require-run makes this an error)"
+)
 
 
 class Written(Protocol):
@@ -60,8 +62,10 @@ def session_lines(view: SessionView, verbosity: int = 0) -> list[str]:
         lines.append(f"{counters['no_baseline']} test(s) skipped: no baseline for their run ({hint})")
     if counters.get("analyses") and verbosity >= 0:
         secs = counters.get("analysis_ms", 0) / 1000
-        lines.append(f"neuronprobe: analyses took {secs:.2f} s ({counters.get('analyses_cached', 0)} of "
-                     f"{counters['analyses']} from cache)")
+        lines.append(
+            f"neuronprobe: analyses took {secs:.2f} s ({counters.get('analyses_cached', 0)} of "
+            f"{counters['analyses']} from cache)"
+        )
     if view.finished is not None:
         lines += written_lines(view.finished, view.n_records)
     return lines
@@ -75,8 +79,10 @@ def run_lines(label: str, report: RunReport, view: SessionView, verbosity: int) 
     metrics = flatten(summary)
     run = summary.get("run")
     run = run if isinstance(run, Mapping) else {}
-    lines = [f"run {label} (L{run.get('target_layer')} N{run.get('target_neuron')}, {run.get('head_type')}, "
-             f"{run.get('split')} split, n={summary.get('dataset_size')})"]
+    lines = [
+        f"run {label} (L{run.get('target_layer')} N{run.get('target_neuron')}, {run.get('head_type')}, "
+        f"{run.get('split')} split, n={summary.get('dataset_size')})"
+    ]
     if verbosity < 0:
         return lines
     base = view.baselines.get(label) if view.baselines is not None else None
@@ -98,27 +104,30 @@ def metric_table(metrics: Mapping[str, Metric]) -> list[str]:
             continue
         ci = f"[{format_short(m.ci_low)}, {format_short(m.ci_high)}]" if m.has_interval else ""
         prefix = name.rsplit(".", 1)[0]
-        n_metric = metrics.get(f"{prefix}.n") or (metrics.get("patching.n_texts") if name.startswith("patching.")
-                                                 else None)
+        n_metric = metrics.get(f"{prefix}.n") or (
+            metrics.get("patching.n_texts") if name.startswith("patching.") else None
+        )
         n = format_short(n_metric.value) if n_metric is not None and n_metric.value is not None else ""
         rows.append((name, format_short(m.value) if m.value is not None else f"undefined ({m.reason})", ci, n))
     if len(rows) == 1:
         return ["(no metrics)"]
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    return ["  ".join([r[0].ljust(widths[0]), r[1].rjust(widths[1]), r[2].ljust(widths[2]), r[3].rjust(widths[3])]
-                      ).rstrip() for r in rows]
+    return [
+        "  ".join([r[0].ljust(widths[0]), r[1].rjust(widths[1]), r[2].ljust(widths[2]), r[3].rjust(widths[3])]).rstrip()
+        for r in rows
+    ]
 
 
 def written_lines(done: Written, n_records: int) -> list[str]:
     """Which report and baseline files were written, and what went wrong."""
     lines: list[str] = []
     if done.index_html is not None:
-        lines.append(f"report written: {done.index_html} ({len(done.report_files)} run(s), "
-                     f"{n_records} test record(s))")
+        lines.append(f"report written: {done.index_html} ({len(done.report_files)} run(s), {n_records} test record(s))")
     if done.baseline_files:
         lines.append("baseline updated: wrote " + ", ".join(map(str, done.baseline_files)))
         if done.baseline_untouched:
-            lines.append("baseline also holds run(s) not in this session, left unchanged: "
-                         + ", ".join(done.baseline_untouched))
+            lines.append(
+                "baseline also holds run(s) not in this session, left unchanged: " + ", ".join(done.baseline_untouched)
+            )
     lines += [f"ERROR {err}" for err in done.errors]
     return lines

@@ -11,30 +11,30 @@ import json
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 # pytester's in-process runs drop every module first imported inside them; import the heavy ones
 # here once, so inner sessions reuse them (and the base models loaded into `models`' cache).
-import hypothesis  # noqa: F401,E402  (its pytest plugin imports it at every terminal summary)
-import matplotlib  # noqa: F401,E402
-import pytest_neuronprobe.pytest.assertion  # noqa: F401,E402
-import pytest_neuronprobe.claims.metrics  # noqa: F401,E402
-import pytest_neuronprobe.claims.expressions  # noqa: F401,E402
-import pytest_neuronprobe.claims.verdicts  # noqa: F401,E402
-import pytest_neuronprobe.claims.loader  # noqa: F401,E402
-import pytest_neuronprobe.core.formatting  # noqa: F401,E402
-import pytest_neuronprobe.compare  # noqa: F401,E402
-import pytest_neuronprobe.baseline  # noqa: F401,E402
-import pytest_neuronprobe.analyses.patching  # noqa: F401,E402
-import pytest_neuronprobe.analyses.projection  # noqa: F401,E402
-import pytest_neuronprobe.report.plotting  # noqa: F401,E402
-import pytest_neuronprobe.report.projection_plots  # noqa: F401,E402
-import pytest_neuronprobe.report.patching_plots  # noqa: F401,E402
-import pytest_neuronprobe.report.figures  # noqa: F401,E402
-import pytest_neuronprobe.report.html  # noqa: F401,E402
-import pytest_neuronprobe.report.files  # noqa: F401,E402
-import pytest_neuronprobe.report.summary  # noqa: F401,E402
-import pytest_neuronprobe.report.terminal  # noqa: F401,E402
+import hypothesis  # noqa: F401  (its pytest plugin imports it at every terminal summary)
+import matplotlib  # noqa: F401
+import pytest
+
+import pytest_neuronprobe.analyses.patching
+import pytest_neuronprobe.analyses.projection
+import pytest_neuronprobe.baseline
+import pytest_neuronprobe.claims.expressions
+import pytest_neuronprobe.claims.loader
+import pytest_neuronprobe.claims.metrics
+import pytest_neuronprobe.claims.verdicts
+import pytest_neuronprobe.compare
+import pytest_neuronprobe.core.formatting
+import pytest_neuronprobe.pytest.assertion
+import pytest_neuronprobe.report.figures
+import pytest_neuronprobe.report.files
+import pytest_neuronprobe.report.html
+import pytest_neuronprobe.report.patching_plots
+import pytest_neuronprobe.report.plotting
+import pytest_neuronprobe.report.projection_plots
+import pytest_neuronprobe.report.summary
+import pytest_neuronprobe.report.terminal  # noqa: F401
 
 #: Marker lines that make an analysis cheap (the tiny runs analyse 12 test-split texts).
 FAST_PROJECTION = "@pytest.mark.projection(n_resamples=50, null_directions=10)"
@@ -43,8 +43,17 @@ FAST_PATCHING = "@pytest.mark.patching(n_resamples=50, factors=[0.0, 1.0, 2.0])"
 SUMMARY_KEYS = {"run", "dataset_size", "weight_similarities", "projections", "patching"}
 RUN_KEYS = {"path", "name", "target_layer", "target_neuron", "head_type", "base_model", "split"}
 PROJECTION_ENTRY_KEYS = {"correlation", "r_squared", "p_value", "spearman", "ci_low", "ci_high", "n"}
-PATCHING_KEYS = {"mode", "factors", "baseline_correlation", "slope", "intercept", "r_squared",
-                 "avg_activation_changes", "avg_prediction_changes", "per_input"}
+PATCHING_KEYS = {
+    "mode",
+    "factors",
+    "baseline_correlation",
+    "slope",
+    "intercept",
+    "r_squared",
+    "avg_activation_changes",
+    "avg_prediction_changes",
+    "per_input",
+}
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -10,8 +10,7 @@ import pytest
 from .conftest import FAST_PATCHING, FAST_PROJECTION
 
 
-def test_failed_projection_assertion_shows_interval_n_and_run(pytester: pytest.Pytester,
-                                                             regression_run: Path) -> None:
+def test_failed_projection_assertion_shows_interval_n_and_run(pytester: pytest.Pytester, regression_run: Path) -> None:
     pytester.makepyfile(f"""
         import pytest
 
@@ -31,18 +30,23 @@ def test_failed_projection_assertion_shows_interval_n_and_run(pytester: pytest.P
     result = pytester.runpytest_inprocess(f"--neuron-run={regression_run}")
     result.assert_outcomes(failed=3)
     name = regression_run.name
-    result.stdout.fnmatch_lines([
-        "E       *assert 0.* > 2",
-        f"E         projection.head.r = 0.*, 95% interval [[]0.*, *[]], n = 12 (run {name}, test split)",
-        "E       *assert 0.* >= 2",
-        f"E         projection.prediction.ci_low = 0.* (r = 0.*, 95% interval [[]*[]], n = 12; run {name}, test split)",
-        "E       *assert 0.* > 5",
-        f"E         projection.null.random.selectivity = * (|r| of the head * vs the null's 95th percentile * over 10 *",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "E       *assert 0.* > 2",
+            f"E         projection.head.r = 0.*, 95% interval [[]0.*, *[]], n = 12 (run {name}, test split)",
+            "E       *assert 0.* >= 2",
+            f"E         projection.prediction.ci_low = 0.* (r = 0.*, 95% interval [[]*[]], n = 12; run {name}, "
+            "test split)",
+            "E       *assert 0.* > 5",
+            "E         projection.null.random.selectivity = * (|r| of the head * vs the null's 95th percentile * "
+            "over 10 *",
+        ]
+    )
 
 
-def test_failed_patching_assertion_keeps_approx_and_adds_the_fit(pytester: pytest.Pytester,
-                                                                regression_run: Path) -> None:
+def test_failed_patching_assertion_keeps_approx_and_adds_the_fit(
+    pytester: pytest.Pytester, regression_run: Path
+) -> None:
     pytester.makepyfile(f"""
         import pytest
 
@@ -52,11 +56,13 @@ def test_failed_patching_assertion_keeps_approx_and_adds_the_fit(pytester: pytes
     """)
     result = pytester.runpytest_inprocess(f"--neuron-run={regression_run}")
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines([
-        "E       *assert 0.* == 5.0 ± 0.1",
-        f"E         patching.slope = *, 95% interval [[]*[]], R² = *, n = 36 points (run {regression_run.name}, "
-        "scale x3, 12 texts)",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "E       *assert 0.* == 5.0 ± 0.1",
+            f"E         patching.slope = *, 95% interval [[]*[]], R² = *, n = 36 points (run {regression_run.name}, "
+            "scale x3, 12 texts)",
+        ]
+    )
 
 
 def test_undefined_operand_explains_itself(pytester: pytest.Pytester, regression_run: Path) -> None:
@@ -69,17 +75,19 @@ def test_undefined_operand_explains_itself(pytester: pytest.Pytester, regression
     """)
     result = pytester.runpytest_inprocess(f"--neuron-run={regression_run}")
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines([
-        "E       *assert undefined(constant input) >= 0",
-        "E         undefined: constant input; an undefined number compares False with everything, so this "
-        f"assertion fails instead of passing silently (run {regression_run.name})",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "E       *assert undefined(constant input) >= 0",
+            "E         undefined: constant input; an undefined number compares False with everything, so this "
+            f"assertion fails instead of passing silently (run {regression_run.name})",
+        ]
+    )
 
 
 def test_assert_claim_helper_hides_its_frame(pytester: pytest.Pytester, regression_run: Path) -> None:
     pytester.makepyfile(f"""
         import pytest
-        from pytest_neuronprobe.pytest.assertion import assert_claim
+        from pytest_neuronprobe import assert_claim
 
         {FAST_PROJECTION}
         def test_claim(projection):
@@ -88,11 +96,13 @@ def test_assert_claim_helper_hides_its_frame(pytester: pytest.Pytester, regressi
     """)
     result = pytester.runpytest_inprocess(f"--neuron-run={regression_run}")
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines([
-        '>       assert_claim("projection.head.r >= 2", projection)',
-        "E       AssertionError: projection.head.r >= 2 failed: judged on the 95% interval's lower bound "
-        f"ci_low=* (estimate r=*, interval [[]*[]], n=12) (run {regression_run.name})",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            '>       assert_claim("projection.head.r >= 2", projection)',
+            "E       AssertionError: projection.head.r >= 2 failed: judged on the 95% interval's lower bound "
+            f"ci_low=* (estimate r=*, interval [[]*[]], n=12) (run {regression_run.name})",
+        ]
+    )
     assert "assertion.py" not in result.stdout.str()
 
 
@@ -106,7 +116,9 @@ def test_other_assertions_keep_pytest_explanations(pytester: pytest.Pytester, re
     """)
     result = pytester.runpytest_inprocess(f"--neuron-run={regression_run}")
     result.assert_outcomes(failed=2)
-    result.stdout.fnmatch_lines([
-        "E         At index 2 diff: 3 != 4",
-        "E        +  where 1 = Run(*)*.layer",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "E         At index 2 diff: 3 != 4",
+            "E        +  where 1 = Run(*)*.layer",
+        ]
+    )

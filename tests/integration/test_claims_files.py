@@ -19,10 +19,12 @@ def test_one_item_per_claim_per_run(pytester: pytest.Pytester, two_runs: list[Pa
     result = pytester.runpytest_inprocess(*args, "-v")
     result.assert_outcomes(passed=6, failed=2)
     for run in two_runs:
-        result.stdout.fnmatch_lines([
-            f"neuron_claims.yaml::projection.head.r >= 0.5[[]{run.name}[]] PASSED*",
-            f"neuron_claims.yaml::projection.live.r >= 2[[]{run.name}[]] FAILED*",
-        ])
+        result.stdout.fnmatch_lines(
+            [
+                f"neuron_claims.yaml::projection.head.r >= 0.5[[]{run.name}[]] PASSED*",
+                f"neuron_claims.yaml::projection.live.r >= 2[[]{run.name}[]] FAILED*",
+            ]
+        )
 
 
 def test_failure_message_is_the_verdict_with_file_and_line(pytester: pytest.Pytester, regression_run: Path) -> None:
@@ -30,12 +32,14 @@ def test_failure_message_is_the_verdict_with_file_and_line(pytester: pytest.Pyte
     result = pytester.runpytest_inprocess(f"--neuron-run={regression_run}")
     result.assert_outcomes(passed=3, failed=1)
     path = pytester.path / "neuron_claims.yaml"
-    result.stdout.fnmatch_lines([
-        f"*_ claim 'projection.live.r >= 2' on run {regression_run.name} _*",
-        "projection.live.r >= 2 failed: judged on the 95% interval's lower bound ci_low=* "
-        f"(estimate r=*, interval [[]*, *[]], n=12) ({path}:3)",
-        f"run: {regression_run.name}",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            f"*_ claim 'projection.live.r >= 2' on run {regression_run.name} _*",
+            "projection.live.r >= 2 failed: judged on the 95% interval's lower bound ci_low=* "
+            f"(estimate r=*, interval [[]*, *[]], n=12) ({path}:3)",
+            f"run: {regression_run.name}",
+        ]
+    )
     assert "Traceback" not in result.stdout.str() and "plugin.py" not in result.stdout.str()
 
 
@@ -55,29 +59,36 @@ def test_only_the_needed_analyses_run(pytester: pytest.Pytester, regression_run:
 
 def test_run_glob_selects_runs(pytester: pytest.Pytester, two_runs: list[Path]) -> None:
     first, second = two_runs
-    pytester.makefile(".yaml", neuron_claims=f"""
+    pytester.makefile(
+        ".yaml",
+        neuron_claims=f"""
 projection.head.r: ">= 0"
 patching.r_squared:
   expect: ">= 0"
   run: "{second.name}"
-""")
+""",
+    )
     args = [f"--neuron-run={run}" for run in two_runs]
     result = pytester.runpytest_inprocess(*args, "--collect-only", "-q")
-    assert sorted(line for line in result.outlines if "::" in line) == sorted([
-        f"neuron_claims.yaml::projection.head.r >= 0[{first.name}]",
-        f"neuron_claims.yaml::projection.head.r >= 0[{second.name}]",
-        f"neuron_claims.yaml::patching.r_squared >= 0[{second.name}]",
-    ])
+    assert sorted(line for line in result.outlines if "::" in line) == sorted(
+        [
+            f"neuron_claims.yaml::projection.head.r >= 0[{first.name}]",
+            f"neuron_claims.yaml::projection.head.r >= 0[{second.name}]",
+            f"neuron_claims.yaml::patching.r_squared >= 0[{second.name}]",
+        ]
+    )
 
 
 def test_judge_option_and_the_file_judge(pytester: pytest.Pytester, regression_run: Path) -> None:
     # The estimate of head r is above its interval's lower bound: a threshold between the two
     # passes when judged on the estimate and fails when judged on the bound.
-    probe = pytester.makepyfile(test_probe="""
+    probe = pytester.makepyfile(
+        test_probe="""
         import pytest
         def test_values(projection):
             print(f"VALUES {projection.head.ci_low!r} {projection.head.r!r}")
-    """)
+    """
+    )
     result = pytester.runpytest_inprocess(f"--neuron-run={regression_run}", "-s", str(probe))
     line = next(line for line in result.outlines if line.startswith("VALUES "))
     ci_low, r = (float(v) for v in line.split()[1:])
@@ -125,9 +136,11 @@ def test_reportinfo_points_at_the_claim_line(pytester: pytest.Pytester, regressi
                 print(f"INFO {path.name}:{line} {name}")
     """)
     result = pytester.runpytest_inprocess(f"--neuron-run={regression_run}", "--collect-only", "-s")
-    result.stdout.fnmatch_lines([
-        f"INFO neuron_claims.yaml:0 claim 'projection.head.r >= 0.5' on run {regression_run.name}",
-        f"INFO neuron_claims.yaml:1 claim 'projection.prediction.r > 0' on run {regression_run.name}",
-        f"INFO neuron_claims.yaml:1 claim 'projection.prediction.r <= 1' on run {regression_run.name}",
-        f"INFO neuron_claims.yaml:2 claim 'projection.live.r >= 2' on run {regression_run.name}",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            f"INFO neuron_claims.yaml:0 claim 'projection.head.r >= 0.5' on run {regression_run.name}",
+            f"INFO neuron_claims.yaml:1 claim 'projection.prediction.r > 0' on run {regression_run.name}",
+            f"INFO neuron_claims.yaml:1 claim 'projection.prediction.r <= 1' on run {regression_run.name}",
+            f"INFO neuron_claims.yaml:2 claim 'projection.live.r >= 2' on run {regression_run.name}",
+        ]
+    )

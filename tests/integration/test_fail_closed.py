@@ -29,13 +29,15 @@ def test_without_a_run_tests_are_skipped_with_a_reason_and_counted(pytester: pyt
     result = pytester.runpytest_inprocess("-rs")
     result.assert_outcomes(passed=1, skipped=2)
     assert result.ret == pytest.ExitCode.OK
-    result.stdout.fnmatch_lines([
-        "neuronprobe: runs: none (run-dependent tests will be skipped; pass --neuron-run PATH)",
-        "*-- neuronprobe --*",
-        "2 test(s) skipped: no --neuron-run given (pass --neuron-run PATH*",
-        "SKIPPED [[]1[]] *no --neuron-run given*",
-        "SKIPPED [[]1[]] *no --neuron-run given*",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "neuronprobe: runs: none (run-dependent tests will be skipped; pass --neuron-run PATH)",
+            "*-- neuronprobe --*",
+            "2 test(s) skipped: no --neuron-run given (pass --neuron-run PATH*",
+            "SKIPPED [[]1[]] *no --neuron-run given*",
+            "SKIPPED [[]1[]] *no --neuron-run given*",
+        ]
+    )
 
 
 @pytest.mark.parametrize("how", ["option", "ini"])
@@ -48,10 +50,12 @@ def test_require_run_turns_skips_into_errors(pytester: pytest.Pytester, how: str
         result = pytester.runpytest_inprocess("--neuron-require-run")
     result.assert_outcomes(passed=1, errors=2)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
-    result.stdout.fnmatch_lines([
-        "neuronprobe: runs: none (run-dependent tests will be an error; pass --neuron-run PATH)",
-        "*--neuron-require-run is set but no run was given*",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "neuronprobe: runs: none (run-dependent tests will be an error; pass --neuron-run PATH)",
+            "*--neuron-require-run is set but no run was given*",
+        ]
+    )
 
 
 def test_require_run_fails_the_session_even_without_run_tests(pytester: pytest.Pytester) -> None:
@@ -77,18 +81,20 @@ def test_claims_files_without_a_run_are_skipped(pytester: pytest.Pytester) -> No
 
 
 def test_claim_on_an_undefined_number_fails(pytester: pytest.Pytester, constant_run: Path) -> None:
-    pytester.makefile(".yaml", neuron_claims='projection.head.r: ">= -1"\n'
-                                             'projection.head.p_value: "<= 1"\n')
+    pytester.makefile(".yaml", neuron_claims='projection.head.r: ">= -1"\nprojection.head.p_value: "<= 1"\n')
     result = pytester.runpytest_inprocess(f"--neuron-run={constant_run}", "-W", "ignore")
     result.assert_outcomes(failed=2)
-    result.stdout.fnmatch_lines([
-        "*projection.head.r >= -1 failed: projection.head.r is undefined: *",
-        "*projection.head.p_value <= 1 failed: projection.head.p_value is undefined: *",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "*projection.head.r >= -1 failed: projection.head.r is undefined: *",
+            "*projection.head.p_value <= 1 failed: projection.head.p_value is undefined: *",
+        ]
+    )
 
 
-def test_python_assertion_on_an_undefined_number_fails_and_says_why(pytester: pytest.Pytester,
-                                                                    constant_run: Path) -> None:
+def test_python_assertion_on_an_undefined_number_fails_and_says_why(
+    pytester: pytest.Pytester, constant_run: Path
+) -> None:
     pytester.makepyfile(f"""
         import pytest
 
@@ -106,7 +112,9 @@ def test_python_assertion_on_an_undefined_number_fails_and_says_why(pytester: py
     """)
     result = pytester.runpytest_inprocess(f"--neuron-run={constant_run}", "-W", "ignore")
     result.assert_outcomes(failed=3)
-    result.stdout.fnmatch_lines([
-        "*projection.head.r = undefined (*), 95% interval [[]undefined*",
-        "*an undefined number compares False with everything, so this assertion fails instead of passing*",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "*projection.head.r = undefined (*), 95% interval [[]undefined*",
+            "*an undefined number compares False with everything, so this assertion fails instead of passing*",
+        ]
+    )

@@ -15,7 +15,7 @@ def test_fixtures_return_the_documented_objects(pytester: pytest.Pytester, regre
         import pytest
         from pytest_neuronprobe.core.heads import Head
         from pytest_neuronprobe.core.models import LoadedModel
-        from pytest_neuronprobe.analyses.patching import PatchingResult
+        from pytest_neuronprobe.analyses.patching_fit import PatchingResult
         from pytest_neuronprobe.analyses.projection import ProjectionResult
         from pytest_neuronprobe.core.runs import Run
 
@@ -95,12 +95,21 @@ def test_one_session_cache_serves_fixtures_and_claims(pytester: pytest.Pytester,
 def test_fixtures_are_documented(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest_inprocess("--fixtures")
     text = result.stdout.str()
-    for name in ("neuron_run", "probe_head", "hooked_model", "neuron_dataset", "projection", "patching",
-                 "neuron_baseline"):
+    for name in (
+        "neuron_run",
+        "probe_head",
+        "hooked_model",
+        "neuron_dataset",
+        "projection",
+        "patching",
+        "neuron_baseline",
+    ):
         assert f"\n{name} -- " in text, name
-    result.stdout.fnmatch_lines([
-        "projection -- *",
-        "*def test_head_tracks_neuron(projection):*",
-        "*assert projection.head.ci_low > 0.8*",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "projection -- *",
+            "*def test_head_tracks_neuron(projection):*",
+            "*assert projection.head.ci_low > 0.8*",
+        ]
+    )
     assert "_neuronprobe_run" not in text  # internal fixtures stay hidden without -v

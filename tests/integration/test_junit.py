@@ -38,8 +38,16 @@ def test_junit_properties(pytester: pytest.Pytester, regression_run: Path) -> No
     name = regression_run.name
     both = props[f"test_both[{name}]"]
     assert both["neuron_run"] == name
-    for key in ("projection.head.r", "projection.head.ci_low", "projection.prediction.r", "projection.live.r",
-                "projection.n", "patching.slope", "patching.r_squared", "patching.direct_slope"):
+    for key in (
+        "projection.head.r",
+        "projection.head.ci_low",
+        "projection.prediction.r",
+        "projection.live.r",
+        "projection.n",
+        "patching.slope",
+        "patching.r_squared",
+        "patching.direct_slope",
+    ):
         assert key in both, key
     assert 0.5 < float(both["projection.head.r"]) <= 1
     assert both["projection.n"] == "12"

@@ -48,8 +48,7 @@ def test_patching_marker_options_reach_the_analysis(pytester: pytest.Pytester, r
     result.assert_outcomes(passed=2)
 
 
-def test_same_options_share_one_analysis_different_ones_do_not(pytester: pytest.Pytester,
-                                                               regression_run: Path) -> None:
+def test_same_options_share_one_analysis_different_ones_do_not(pytester: pytest.Pytester, regression_run: Path) -> None:
     pytester.makepyfile("""
         import pytest
 
@@ -72,20 +71,33 @@ def test_same_options_share_one_analysis_different_ones_do_not(pytester: pytest.
     assert "30 resamples" in lines[0] and "31 resamples" in lines[1]
 
 
-@pytest.mark.parametrize("marker, message", [
-    ("projection(n_resample=10)",
-     "*@pytest.mark.projection got unknown keyword(s) 'n_resample'; accepted: input_hook, max_samples, split, "
-     "n_resamples, seed, null_directions*"),
-    ("patching(factor=[1.0])",
-     "*@pytest.mark.patching got unknown keyword(s) 'factor'; accepted: mode, factors, texts, max_samples, split, "
-     "n_resamples, seed, method*"),
-    ("projection(10)", "*@pytest.mark.projection takes keyword arguments only*"),
-    ("projection(max_samples=0)", "*@pytest.mark.projection(max_samples=...): expected a whole number >= 1, got 0*"),
-    ("patching(mode='multiply')", "*@pytest.mark.patching(mode=...): expected one of scale, set, add, got 'multiply'*"),
-    ("patching(mode='set')", "*@pytest.mark.patching(mode='set') needs factors=[[]...[]]*"),
-    ("neuron_run()", "*@pytest.mark.neuron_run needs one or more run paths*"),
-    ("neuron_run('x', device='cpu')", "*@pytest.mark.neuron_run got unknown keyword(s) 'device'*"),
-])
+@pytest.mark.parametrize(
+    "marker, message",
+    [
+        (
+            "projection(n_resample=10)",
+            "*@pytest.mark.projection got unknown keyword(s) 'n_resample'; accepted: input_hook, max_samples, split, "
+            "n_resamples, seed, null_directions*",
+        ),
+        (
+            "patching(factor=[1.0])",
+            "*@pytest.mark.patching got unknown keyword(s) 'factor'; accepted: mode, factors, texts, max_samples, "
+            "split, n_resamples, seed, method*",
+        ),
+        ("projection(10)", "*@pytest.mark.projection takes keyword arguments only*"),
+        (
+            "projection(max_samples=0)",
+            "*@pytest.mark.projection(max_samples=...): expected a whole number >= 1, got 0*",
+        ),
+        (
+            "patching(mode='multiply')",
+            "*@pytest.mark.patching(mode=...): expected one of scale, set, add, got 'multiply'*",
+        ),
+        ("patching(mode='set')", "*@pytest.mark.patching(mode='set') needs factors=[[]...[]]*"),
+        ("neuron_run()", "*@pytest.mark.neuron_run needs one or more run paths*"),
+        ("neuron_run('x', device='cpu')", "*@pytest.mark.neuron_run got unknown keyword(s) 'device'*"),
+    ],
+)
 def test_bad_marker_is_a_usage_error(pytester: pytest.Pytester, marker: str, message: str) -> None:
     pytester.makepyfile(f"""
         import pytest
@@ -103,11 +115,13 @@ def test_bad_marker_is_a_usage_error(pytester: pytest.Pytester, marker: str, mes
 
 def test_markers_are_registered(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest_inprocess("--markers")
-    result.stdout.fnmatch_lines([
-        "@pytest.mark.projection(**options): options of the projection analysis*",
-        "@pytest.mark.patching(**options): options of the patching analysis*",
-        "@pytest.mark.neuron_run(path, ...): run this test on these run directories*",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "@pytest.mark.projection(**options): options of the projection analysis*",
+            "@pytest.mark.patching(**options): options of the patching analysis*",
+            "@pytest.mark.neuron_run(path, ...): run this test on these run directories*",
+        ]
+    )
     pytester.makepyfile("""
         import pytest
 

@@ -20,17 +20,20 @@ def test_no_worse_than_baseline(projection, neuron_baseline):
 CLAIMS = 'projection.head.r: ">= baseline - 0.05"\n'
 
 
-def test_without_baseline_the_fixture_skips_and_baseline_claims_fail(pytester: pytest.Pytester,
-                                                                      regression_run: Path) -> None:
+def test_without_baseline_the_fixture_skips_and_baseline_claims_fail(
+    pytester: pytest.Pytester, regression_run: Path
+) -> None:
     pytester.makepyfile(SUITE)
     pytester.makefile(".yaml", neuron_claims=CLAIMS)
     result = pytester.runpytest_inprocess(f"--neuron-run={regression_run}", "-rs")
     result.assert_outcomes(skipped=1, failed=1)
-    result.stdout.fnmatch_lines([
-        "*projection.head.r >= baseline - 0.05 failed: no baseline given (use --neuron-baseline)*",
-        "1 test(s) skipped: no baseline for their run (pass --neuron-baseline PATH)",
-        "SKIPPED*no --neuron-baseline given*",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "*projection.head.r >= baseline - 0.05 failed: no baseline given (use --neuron-baseline)*",
+            "1 test(s) skipped: no baseline for their run (pass --neuron-baseline PATH)",
+            "SKIPPED*no --neuron-baseline given*",
+        ]
+    )
 
 
 def test_update_then_compare(pytester: pytest.Pytester, two_runs: list[Path]) -> None:
@@ -41,13 +44,16 @@ def test_update_then_compare(pytester: pytest.Pytester, two_runs: list[Path]) ->
     # First session: no baseline yet; it is written at the end.
     result = pytester.runpytest_inprocess(*args, "--neuron-baseline=baseline", "--neuron-update-baseline", "-rs")
     result.assert_outcomes(skipped=2, failed=2)
-    result.stdout.fnmatch_lines([
-        f"neuronprobe: *baseline: {base} (will be updated)",
-        f"*projection.head.r >= baseline - 0.05 failed: no baseline at {base} yet; it will be written at the end*",
-        "2 test(s) skipped: no baseline for their run (see the skip reasons)",
-        f"baseline updated: wrote {base / two_runs[0].name / 'summary.json'}, {base / two_runs[1].name / 'summary.json'}",
-        "SKIPPED [[]2[]] *no baseline at * yet; it will be written at the end of this session",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            f"neuronprobe: *baseline: {base} (will be updated)",
+            f"*projection.head.r >= baseline - 0.05 failed: no baseline at {base} yet; it will be written at the end*",
+            "2 test(s) skipped: no baseline for their run (see the skip reasons)",
+            f"baseline updated: wrote {base / two_runs[0].name / 'summary.json'}, "
+            f"{base / two_runs[1].name / 'summary.json'}",
+            "SKIPPED [[]2[]] *no baseline at * yet; it will be written at the end of this session",
+        ]
+    )
     for run in two_runs:
         summary = read_json(base / run.name / "summary.json")
         assert SUMMARY_KEYS <= set(summary) and summary["run"]["name"] == run.name
@@ -56,16 +62,18 @@ def test_update_then_compare(pytester: pytest.Pytester, two_runs: list[Path]) ->
     # Second session: compare with it.
     result = pytester.runpytest_inprocess(*args, "--neuron-baseline=baseline")
     result.assert_outcomes(passed=4)
-    result.stdout.fnmatch_lines([
-        f"run {two_runs[0].name} *",
-        f"  compared with the baseline {base}:",
-        "  metric * baseline * now * Δ",
-        "  projection.head.r * 0",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            f"run {two_runs[0].name} *",
+            f"  compared with the baseline {base}:",
+            "  metric * baseline * now * Δ",
+            "  projection.head.r * 0",
+        ]
+    )
 
 
 def test_baseline_is_written_only_after_the_whole_session(pytester: pytest.Pytester, regression_run: Path) -> None:
-    pytester.makepyfile(f"""
+    pytester.makepyfile("""
         from pathlib import Path
 
         def test_before(projection):
@@ -74,25 +82,32 @@ def test_baseline_is_written_only_after_the_whole_session(pytester: pytest.Pytes
         def test_after(projection):
             assert not Path("baseline").exists()
     """)
-    result = pytester.runpytest_inprocess(f"--neuron-run={regression_run}", "--neuron-baseline=baseline",
-                                          "--neuron-update-baseline")
+    result = pytester.runpytest_inprocess(
+        f"--neuron-run={regression_run}", "--neuron-baseline=baseline", "--neuron-update-baseline"
+    )
     result.assert_outcomes(passed=2)
     assert (pytester.path / "baseline" / regression_run.name / "summary.json").is_file()
 
 
 def test_single_file_baseline(pytester: pytest.Pytester, regression_run: Path, hidden_run: Path) -> None:
     pytester.makepyfile(SUITE)
-    result = pytester.runpytest_inprocess(f"--neuron-run={regression_run}", "--neuron-baseline=base.json",
-                                          "--neuron-update-baseline")
+    result = pytester.runpytest_inprocess(
+        f"--neuron-run={regression_run}", "--neuron-baseline=base.json", "--neuron-update-baseline"
+    )
     result.assert_outcomes(skipped=1)
     assert read_json(pytester.path / "base.json")["run"]["name"] == regression_run.name
     result.stdout.fnmatch_lines([f"baseline updated: wrote {pytester.path / 'base.json'}"])
     pytester.runpytest_inprocess(f"--neuron-run={regression_run}", "--neuron-baseline=base.json").assert_outcomes(
-        passed=1)
+        passed=1
+    )
     # One file cannot hold two runs: nothing is written, and the session says so and fails.
     before = (pytester.path / "base.json").read_bytes()
-    result = pytester.runpytest_inprocess(f"--neuron-run={regression_run}", f"--neuron-run={hidden_run}",
-                                          "--neuron-baseline=base.json", "--neuron-update-baseline")
+    result = pytester.runpytest_inprocess(
+        f"--neuron-run={regression_run}",
+        f"--neuron-run={hidden_run}",
+        "--neuron-baseline=base.json",
+        "--neuron-update-baseline",
+    )
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(["ERROR baseline: * is a single summary file but this session has 2 runs*"])
     assert (pytester.path / "base.json").read_bytes() == before
@@ -101,13 +116,17 @@ def test_single_file_baseline(pytester: pytest.Pytester, regression_run: Path, h
 def test_baseline_without_this_run_skips_with_reason(pytester: pytest.Pytester, two_runs: list[Path]) -> None:
     first, second = two_runs
     pytester.makepyfile(SUITE)
-    pytester.runpytest_inprocess(f"--neuron-run={first}", "--neuron-baseline=baseline",
-                                 "--neuron-update-baseline")
-    result = pytester.runpytest_inprocess(f"--neuron-run={first}", f"--neuron-run={second}",
-                                          "--neuron-baseline=baseline", "-rs")
+    pytester.runpytest_inprocess(f"--neuron-run={first}", "--neuron-baseline=baseline", "--neuron-update-baseline")
+    result = pytester.runpytest_inprocess(
+        f"--neuron-run={first}", f"--neuron-run={second}", "--neuron-baseline=baseline", "-rs"
+    )
     result.assert_outcomes(passed=1, skipped=1)
-    result.stdout.fnmatch_lines([f"SKIPPED*baseline * has no summary for run '{second.name}' (it holds: {first.name});"
-                                 " record one with --neuron-update-baseline*"])
+    result.stdout.fnmatch_lines(
+        [
+            f"SKIPPED*baseline * has no summary for run '{second.name}' (it holds: {first.name});"
+            " record one with --neuron-update-baseline*"
+        ]
+    )
 
 
 def test_missing_baseline_is_a_usage_error(pytester: pytest.Pytester) -> None:

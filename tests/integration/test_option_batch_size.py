@@ -32,8 +32,9 @@ def _values(result: pytest.RunResult, tag: str) -> tuple[str, str]:
     return batch, value
 
 
-def test_batch_size_changes_no_number_and_progress_is_shown(pytester: pytest.Pytester, regression_run: Path,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_batch_size_changes_no_number_and_progress_is_shown(
+    pytester: pytest.Pytester, regression_run: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(S, "PROGRESS_SECONDS", 0.0)  # say every step
     pytester.makepyfile(SUITE)
     args = [f"--neuron-run={regression_run}", "-s", "--neuron-no-cache"]
@@ -48,8 +49,12 @@ def test_batch_size_changes_no_number_and_progress_is_shown(pytester: pytest.Pyt
     assert head_small == pytest.approx(head_default, rel=1e-6, abs=1e-6)
     assert float(_values(small, "SLOPE")[1]) == pytest.approx(float(_values(default, "SLOPE")[1]), abs=1e-6)
     # 12 test-split texts in batches of 2: progress after each batch but the last, on the terminal.
-    small.stdout.fnmatch_lines([f"neuronprobe: projection of {regression_run.name}: 2/12 texts (17%, * s)",
-                                f"neuronprobe: projection of {regression_run.name}: 10/12 texts (83%, * s)",
-                                f"neuronprobe: patching of {regression_run.name}: 2/12 texts (17%, * s)"])
+    small.stdout.fnmatch_lines(
+        [
+            f"neuronprobe: projection of {regression_run.name}: 2/12 texts (17%, * s)",
+            f"neuronprobe: projection of {regression_run.name}: 10/12 texts (83%, * s)",
+            f"neuronprobe: patching of {regression_run.name}: 2/12 texts (17%, * s)",
+        ]
+    )
     assert "batch size: 2" in small.stdout.str()
     assert "texts (" not in quiet.stdout.str()

@@ -44,8 +44,12 @@ def test_cache_dir_option_second_session_from_cache(pytester: pytest.Pytester, r
     numbers = _numbers(pytester)
     second = pytester.runpytest_inprocess(*args)
     second.assert_outcomes(passed=2)
-    second.stdout.fnmatch_lines([f"neuronprobe: projection of {regression_run.name} (*) from cache … * s",
-                                 f"neuronprobe: patching of {regression_run.name} (*) from cache … * s"])
+    second.stdout.fnmatch_lines(
+        [
+            f"neuronprobe: projection of {regression_run.name} (*) from cache … * s",
+            f"neuronprobe: patching of {regression_run.name} (*) from cache … * s",
+        ]
+    )
     second.stdout.fnmatch_lines(["neuronprobe: analyses took * s (2 of 2 from cache)"])
     assert _numbers(pytester) == numbers
     # a changed option is another analysis
@@ -83,8 +87,9 @@ def test_no_cache_option_and_ini(pytester: pytest.Pytester, regression_run: Path
     off_ini = pytester.runpytest_inprocess(*args)
     off_ini.assert_outcomes(passed=2)
     assert not [line for line in off_ini.outlines if "from cache" in line and "(0 of" not in line]
-    assert not (pytester.path / ".pytest_cache" / "d" / "neuronprobe").exists() or \
-        not _entries(pytester.path / ".pytest_cache" / "d" / "neuronprobe")
+    assert not (pytester.path / ".pytest_cache" / "d" / "neuronprobe").exists() or not _entries(
+        pytester.path / ".pytest_cache" / "d" / "neuronprobe"
+    )
 
 
 def test_ini_cache_dir_is_relative_to_the_ini_file(pytester: pytest.Pytester, regression_run: Path) -> None:

@@ -37,7 +37,7 @@ def _accelerators(monkeypatch: pytest.MonkeyPatch, available: bool) -> None:
 
 
 def _device_line(result: pytest.RunResult) -> str:
-    return next(line[line.index("DEVICE "):] for line in result.outlines if "DEVICE " in line)
+    return next(line[line.index("DEVICE ") :] for line in result.outlines if "DEVICE " in line)
 
 
 def _provenance_device(report: Path, run: Path) -> str:
@@ -45,8 +45,9 @@ def _provenance_device(report: Path, run: Path) -> str:
 
 
 @pytest.mark.parametrize("how", ["option", "ini"])
-def test_auto_falls_back_to_cpu_without_an_accelerator(pytester: pytest.Pytester, regression_run: Path,
-                                                       monkeypatch: pytest.MonkeyPatch, how: str) -> None:
+def test_auto_falls_back_to_cpu_without_an_accelerator(
+    pytester: pytest.Pytester, regression_run: Path, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
     _accelerators(monkeypatch, available=False)
     pytester.makepyfile(SUITE)
     args = [f"--neuron-run={regression_run}", "--neuron-report=rep", "-s"]
@@ -57,14 +58,16 @@ def test_auto_falls_back_to_cpu_without_an_accelerator(pytester: pytest.Pytester
     result = pytester.runpytest_inprocess(*args)
     result.assert_outcomes(passed=3)
     source = "ini" if how == "ini" else "command line"
-    result.stdout.fnmatch_lines([f"neuronprobe: device: auto ({source}); *",
-                                 f"neuronprobe: loaded {regression_run.name}: * on cpu … * s"])
+    result.stdout.fnmatch_lines(
+        [f"neuronprobe: device: auto ({source}); *", f"neuronprobe: loaded {regression_run.name}: * on cpu … * s"]
+    )
     assert _device_line(result) == "DEVICE cpu ['cpu']"
     assert _provenance_device(pytester.path / "rep", regression_run) == "cpu"
 
 
-def test_default_is_cpu_even_where_cuda_is_available(pytester: pytest.Pytester, regression_run: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_default_is_cpu_even_where_cuda_is_available(
+    pytester: pytest.Pytester, regression_run: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _accelerators(monkeypatch, available=True)  # nothing asks for it: the default never touches the GPU
     pytester.makepyfile(SUITE)
     result = pytester.runpytest_inprocess(f"--neuron-run={regression_run}", "--neuron-report=rep", "-s")
@@ -74,8 +77,9 @@ def test_default_is_cpu_even_where_cuda_is_available(pytester: pytest.Pytester, 
     assert _provenance_device(pytester.path / "rep", regression_run) == "cpu"
 
 
-def test_the_cache_key_holds_the_resolved_device(pytester: pytest.Pytester, regression_run: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_cache_key_holds_the_resolved_device(
+    pytester: pytest.Pytester, regression_run: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # `auto` is cpu on this (accelerator-less) machine: the analyses cached under cpu are reused...
     _accelerators(monkeypatch, available=False)
     pytester.makepyfile(SUITE)
@@ -90,8 +94,9 @@ def test_the_cache_key_holds_the_resolved_device(pytester: pytest.Pytester, regr
 
 
 @pytest.mark.parametrize("device", ["cuda", "cuda:1", "mps"])
-def test_an_unavailable_device_is_an_error_not_a_pass(pytester: pytest.Pytester, regression_run: Path,
-                                                      monkeypatch: pytest.MonkeyPatch, device: str) -> None:
+def test_an_unavailable_device_is_an_error_not_a_pass(
+    pytester: pytest.Pytester, regression_run: Path, monkeypatch: pytest.MonkeyPatch, device: str
+) -> None:
     _accelerators(monkeypatch, available=False)
     pytester.makepyfile(SUITE)
     result = pytester.runpytest_inprocess(f"--neuron-run={regression_run}", f"--neuron-device={device}")
@@ -99,19 +104,32 @@ def test_an_unavailable_device_is_an_error_not_a_pass(pytester: pytest.Pytester,
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     name = "CUDA" if device.startswith("cuda") else "MPS"
     kind = "cuda" if device.startswith("cuda") else "mps"
-    result.stdout.fnmatch_lines([f"neuronprobe: device: {device} (command line); *",
-                                 f"*device '{kind}' requested but {name} is not available*"])
+    result.stdout.fnmatch_lines(
+        [f"neuronprobe: device: {device} (command line); *", f"*device '{kind}' requested but {name} is not available*"]
+    )
 
 
-@pytest.mark.parametrize("ini, cli, message", [
-    ([], ["--neuron-device=cuda:x"], "*argument --neuron-device: invalid device 'cuda:x': choose from cpu, cuda, "
-                                     "mps, auto*"),
-    ([], ["--neuron-device="], "*argument --neuron-device: invalid device '': choose from cpu, cuda, mps, auto*"),
-    (["neuron_device = gpu"], [], "*ini option neuron_device: invalid device 'gpu': choose from cpu, cuda, mps, auto*"),
-    (["neuron_device = cuda:"], [], "*ini option neuron_device: invalid device 'cuda:'*"),
-], ids=["cli bad index", "cli empty", "ini gpu", "ini empty index"])
-def test_bad_device_is_a_usage_error(pytester: pytest.Pytester, regression_run: Path, ini: list[str],
-                                     cli: list[str], message: str) -> None:
+@pytest.mark.parametrize(
+    "ini, cli, message",
+    [
+        (
+            [],
+            ["--neuron-device=cuda:x"],
+            "*argument --neuron-device: invalid device 'cuda:x': choose from cpu, cuda, mps, auto*",
+        ),
+        ([], ["--neuron-device="], "*argument --neuron-device: invalid device '': choose from cpu, cuda, mps, auto*"),
+        (
+            ["neuron_device = gpu"],
+            [],
+            "*ini option neuron_device: invalid device 'gpu': choose from cpu, cuda, mps, auto*",
+        ),
+        (["neuron_device = cuda:"], [], "*ini option neuron_device: invalid device 'cuda:'*"),
+    ],
+    ids=["cli bad index", "cli empty", "ini gpu", "ini empty index"],
+)
+def test_bad_device_is_a_usage_error(
+    pytester: pytest.Pytester, regression_run: Path, ini: list[str], cli: list[str], message: str
+) -> None:
     if ini:
         pytester.makeini("[pytest]\n" + "\n".join(ini) + "\n")
     pytester.makepyfile(SUITE)

@@ -29,14 +29,16 @@ def _between(pytester: pytest.Pytester, run: Path) -> tuple[float, float]:
 
 
 @pytest.mark.parametrize("how", ["option", "ini"])
-def test_upper_bound_claim_fails_on_the_bound_and_passes_on_the_estimate(pytester: pytest.Pytester,
-                                                                         regression_run: Path, how: str) -> None:
+def test_upper_bound_claim_fails_on_the_bound_and_passes_on_the_estimate(
+    pytester: pytest.Pytester, regression_run: Path, how: str
+) -> None:
     _, above = _between(pytester, regression_run)
     pytester.makefile(".yaml", neuron_claims=f'projection.head.r: "<= {above!r}"\n')
     bound = pytester.runpytest_inprocess(f"--neuron-run={regression_run}")
     bound.assert_outcomes(failed=1)
-    bound.stdout.fnmatch_lines([f"*projection.head.r <= {above!r} failed: judged on the 95% interval's upper bound "
-                                "ci_high=* (estimate r=*"])
+    bound.stdout.fnmatch_lines(
+        [f"*projection.head.r <= {above!r} failed: judged on the 95% interval's upper bound ci_high=* (estimate r=*"]
+    )
     if how == "ini":
         pytester.makeini("[pytest]\nneuron_judge = estimate\n")
         estimate = pytester.runpytest_inprocess(f"--neuron-run={regression_run}")
@@ -54,23 +56,26 @@ def test_a_failing_claim_says_it_was_judged_on_the_estimate(pytester: pytest.Pyt
     assert "interval's lower bound" not in result.stdout.str()
 
 
-def test_a_claims_own_judge_wins_over_the_file_and_the_option(pytester: pytest.Pytester,
-                                                              regression_run: Path) -> None:
+def test_a_claims_own_judge_wins_over_the_file_and_the_option(pytester: pytest.Pytester, regression_run: Path) -> None:
     below, above = _between(pytester, regression_run)
     # the file says estimate, the claim says bound: judged on the bound, whatever the option says
-    pytester.makefile(".yaml", neuron_claims=f"""\
+    pytester.makefile(
+        ".yaml",
+        neuron_claims=f"""\
 options:
   judge: estimate
 projection.head.r:
   expect: ">= {below!r}"
   judge: bound
 projection.prediction.r: ">= -1"
-""")
+""",
+    )
     for judge in ("bound", "estimate"):
         result = pytester.runpytest_inprocess(f"--neuron-run={regression_run}", f"--neuron-judge={judge}")
         result.assert_outcomes(passed=1, failed=1)
-        result.stdout.fnmatch_lines([f"*projection.head.r >= {below!r} failed: judged on the 95% interval's lower "
-                                     "bound ci_low=*"])
+        result.stdout.fnmatch_lines(
+            [f"*projection.head.r >= {below!r} failed: judged on the 95% interval's lower bound ci_low=*"]
+        )
     # the claim says estimate: it passes under the (default) bound judge, under which it fails without its judge
     claim = f'projection.head.r:\n  expect: "<= {above!r}"\n'
     pytester.makefile(".yaml", neuron_claims=claim + "  judge: estimate\n")
@@ -89,5 +94,9 @@ def test_python_assertions_are_not_judged_on_the_bound(pytester: pytest.Pytester
     pytester.makefile(".yaml", neuron_claims=f'projection.head.r: ">= {below!r}"\n')
     result = pytester.runpytest_inprocess(f"--neuron-run={regression_run}", "--neuron-judge=bound", "-rA")
     result.assert_outcomes(passed=1, failed=1)  # the same threshold: the claim fails, the assertion passes
-    result.stdout.fnmatch_lines(["PASSED test_python_assertions_are_not_judged_on_the_bound.py::test_estimate*",
-                                 "FAILED neuron_claims.yaml::projection.head.r >= *"])
+    result.stdout.fnmatch_lines(
+        [
+            "PASSED test_python_assertions_are_not_judged_on_the_bound.py::test_estimate*",
+            "FAILED neuron_claims.yaml::projection.head.r >= *",
+        ]
+    )

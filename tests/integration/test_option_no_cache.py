@@ -51,8 +51,11 @@ def test_no_entry_is_written_to_the_cache_dir(pytester: pytest.Pytester, regress
     assert len(_entries(cache)) == 2
 
 
-@pytest.mark.parametrize("ini", ["neuron_no_cache = true", "neuron_no_cache = true\nneuron_cache_dir = ini-cache",
-                                 "neuron_no_cache = false"], ids=["default dir", "ini dir", "cli over ini false"])
+@pytest.mark.parametrize(
+    "ini",
+    ["neuron_no_cache = true", "neuron_no_cache = true\nneuron_cache_dir = ini-cache", "neuron_no_cache = false"],
+    ids=["default dir", "ini dir", "cli over ini false"],
+)
 def test_ini_key(pytester: pytest.Pytester, regression_run: Path, ini: str) -> None:
     pytester.makepyfile(SUITE)
     pytester.makeini(f"[pytest]\n{ini}\n")

@@ -12,10 +12,18 @@ CASES = {
     "max_samples default": ([], [], "", "max_samples=12 run={A} "),
     "max_samples ini": (["neuron_max_samples = 8"], [], "", "max_samples=8 "),
     "max_samples cli > ini": (["neuron_max_samples = 8"], ["--neuron-max-samples=6"], "", "max_samples=6 "),
-    "max_samples marker > cli > ini": (["neuron_max_samples = 8"], ["--neuron-max-samples=6"],
-                                       "@pytest.mark.projection(max_samples=4)", "max_samples=4 "),
-    "max_samples marker > ini": (["neuron_max_samples = 8"], [], "@pytest.mark.projection(max_samples=4)",
-                                 "max_samples=4 "),
+    "max_samples marker > cli > ini": (
+        ["neuron_max_samples = 8"],
+        ["--neuron-max-samples=6"],
+        "@pytest.mark.projection(max_samples=4)",
+        "max_samples=4 ",
+    ),
+    "max_samples marker > ini": (
+        ["neuron_max_samples = 8"],
+        [],
+        "@pytest.mark.projection(max_samples=4)",
+        "max_samples=4 ",
+    ),
     "run ini": (["neuron_run = {B}"], [], "", "run={B} "),
     "run cli > ini": (["neuron_run = {B}"], ["--neuron-run={A}"], "", "run={A} "),
     "run marker > cli": ([], ["--neuron-run={A}"], "@pytest.mark.neuron_run('{B}')", "run={B} "),
@@ -35,8 +43,9 @@ CASES = {
 
 
 @pytest.mark.parametrize("ini, cli, marker, expected", list(CASES.values()), ids=list(CASES))
-def test_precedence(pytester: pytest.Pytester, two_runs: list[Path], ini: list[str], cli: list[str],
-                    marker: str, expected: str) -> None:
+def test_precedence(
+    pytester: pytest.Pytester, two_runs: list[Path], ini: list[str], cli: list[str], marker: str, expected: str
+) -> None:
     a, b = two_runs
     fill = {"A": a.name, "B": b.name}
     paths = {"A": str(a), "B": str(b)}
@@ -62,19 +71,31 @@ def test_precedence(pytester: pytest.Pytester, two_runs: list[Path], ini: list[s
         args.append(f"--neuron-run={a}")
     result = pytester.runpytest_inprocess(*args, "-s", "-p", "no:xdist")
     result.assert_outcomes(passed=1)
-    line = next(line[line.index("VALUES "):] for line in result.outlines if "VALUES " in line)
+    line = next(line[line.index("VALUES ") :] for line in result.outlines if "VALUES " in line)
     assert expected.format(**fill) in line, line
 
 
-@pytest.mark.parametrize("ini, cli, message", [
-    ([], ["--neuron-device=tpu"], "*argument --neuron-device: invalid device 'tpu': choose from cpu, cuda, mps, auto*"),
-    ([], ["--neuron-max-samples=0"], "*argument --neuron-max-samples: expected a whole number >= 1, got '0'*"),
-    ([], ["--neuron-judge=maybe"], "*argument --neuron-judge: invalid judge 'maybe': choose from bound, estimate*"),
-    ([], ["--neuron-batch-size=-3"], "*argument --neuron-batch-size: expected a whole number >= 1, got '-3'*"),
-    (["neuron_device = tpu"], [], "*ini option neuron_device: invalid device 'tpu'*"),
-    (["neuron_max_samples = many"], [], "*ini option neuron_max_samples: expected a whole number >= 1, got 'many'*"),
-    (["neuron_judge = maybe"], [], "*ini option neuron_judge: invalid judge 'maybe'*"),
-], ids=["cli device", "cli max_samples", "cli judge", "cli batch_size", "ini device", "ini max_samples", "ini judge"])
+@pytest.mark.parametrize(
+    "ini, cli, message",
+    [
+        (
+            [],
+            ["--neuron-device=tpu"],
+            "*argument --neuron-device: invalid device 'tpu': choose from cpu, cuda, mps, auto*",
+        ),
+        ([], ["--neuron-max-samples=0"], "*argument --neuron-max-samples: expected a whole number >= 1, got '0'*"),
+        ([], ["--neuron-judge=maybe"], "*argument --neuron-judge: invalid judge 'maybe': choose from bound, estimate*"),
+        ([], ["--neuron-batch-size=-3"], "*argument --neuron-batch-size: expected a whole number >= 1, got '-3'*"),
+        (["neuron_device = tpu"], [], "*ini option neuron_device: invalid device 'tpu'*"),
+        (
+            ["neuron_max_samples = many"],
+            [],
+            "*ini option neuron_max_samples: expected a whole number >= 1, got 'many'*",
+        ),
+        (["neuron_judge = maybe"], [], "*ini option neuron_judge: invalid judge 'maybe'*"),
+    ],
+    ids=["cli device", "cli max_samples", "cli judge", "cli batch_size", "ini device", "ini max_samples", "ini judge"],
+)
 def test_bad_values_are_usage_errors(pytester: pytest.Pytester, ini: list[str], cli: list[str], message: str) -> None:
     if ini:
         pytester.makeini("[pytest]\n" + "\n".join(ini) + "\n")
@@ -87,11 +108,22 @@ def test_bad_values_are_usage_errors(pytester: pytest.Pytester, ini: list[str], 
 def test_help_shows_metavars_defaults_and_ini_keys(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest_inprocess("--help")
     text = " ".join(result.stdout.str().split())
-    for fragment in ("--neuron-run=PATH", "--neuron-report=DIR", "--neuron-baseline=PATH", "--neuron-update-baseline",
-                     "--neuron-device={cpu,cuda,mps,auto}", "--neuron-max-samples=N", "--neuron-batch-size=N",
-                     "--neuron-require-run",
-                     "--neuron-judge={bound,estimate}", "Default: cpu, so the numbers are the same on every machine",
-                     "ini: neuron_run", "ini: neuron_report", "ini: neuron_device", "Default: bound",
-                     "precedence: marker keyword > command line > ini > default"):
+    for fragment in (
+        "--neuron-run=PATH",
+        "--neuron-report=DIR",
+        "--neuron-baseline=PATH",
+        "--neuron-update-baseline",
+        "--neuron-device={cpu,cuda,mps,auto}",
+        "--neuron-max-samples=N",
+        "--neuron-batch-size=N",
+        "--neuron-require-run",
+        "--neuron-judge={bound,estimate}",
+        "Default: cpu, so the numbers are the same on every machine",
+        "ini: neuron_run",
+        "ini: neuron_report",
+        "ini: neuron_device",
+        "Default: bound",
+        "precedence: marker keyword > command line > ini > default",
+    ):
         assert fragment in text, fragment
     result.stdout.fnmatch_lines(["*neuron_run (paths):*", "*neuron_require_run (bool):*"])

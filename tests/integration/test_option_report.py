@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import (FAST_PROJECTION, PATCHING_KEYS, PROJECTION_ENTRY_KEYS, RUN_KEYS, SUMMARY_KEYS,
-                       read_json)
+from .conftest import FAST_PROJECTION, PATCHING_KEYS, PROJECTION_ENTRY_KEYS, RUN_KEYS, SUMMARY_KEYS, read_json
 
 SUITE = f"""
 import pytest
@@ -43,11 +42,13 @@ def test_report_files(pytester: pytest.Pytester, two_runs: list[Path]) -> None:
     result = pytester.runpytest_inprocess(*args, "--neuron-report", "out")
     result.assert_outcomes(passed=7, failed=2)
     out = pytester.path / "out"
-    result.stdout.fnmatch_lines([
-        f"neuronprobe: *report: {out}*",
-        "*-- neuronprobe --*",
-        f"report written: {out / 'index.html'} (2 run(s), 8 test record(s))",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            f"neuronprobe: *report: {out}*",
+            "*-- neuronprobe --*",
+            f"report written: {out / 'index.html'} (2 run(s), 8 test record(s))",
+        ]
+    )
     for run in two_runs:
         summary = read_json(out / run.name / "summary.json")
         assert SUMMARY_KEYS <= set(summary)
@@ -65,9 +66,12 @@ def test_report_files(pytester: pytest.Pytester, two_runs: list[Path]) -> None:
     html = (out / "index.html").read_text(encoding="utf-8")
     for run in two_runs:
         assert run.name in html
-        for text in ("projection.prediction.r &gt;= 0.5", "patching.r_squared &gt;= 0",
-                     "test_head_tracks[" + run.name + "]: The head direction tracks the neuron.",
-                     "test_impossible[" + run.name + "]"):
+        for text in (
+            "projection.prediction.r &gt;= 0.5",
+            "patching.r_squared &gt;= 0",
+            "test_head_tracks[" + run.name + "]: The head direction tracks the neuron.",
+            "test_impossible[" + run.name + "]",
+        ):
             assert text in html, text
     assert "Provenance" in html and "head_sha256" in html
     results = read_json(out / "results.json")
@@ -77,7 +81,8 @@ def test_report_files(pytester: pytest.Pytester, two_runs: list[Path]) -> None:
     failed = next(t for t in results["tests"] if t["outcome"] == "failed")
     assert "projection.head.r = " in failed["message"] and "95% interval" in failed["message"]
     assert failed["values"]["projection.head.r"] == pytest.approx(
-        read_json(out / failed["run"] / "summary.json")["projections"]["head"]["correlation"], abs=1e-6)
+        read_json(out / failed["run"] / "summary.json")["projections"]["head"]["correlation"], abs=1e-6
+    )
 
 
 def test_report_lists_skipped_tests_without_a_run(pytester: pytest.Pytester) -> None:
@@ -99,11 +104,13 @@ def test_terminal_summary_table_per_run(pytester: pytest.Pytester, regression_ru
     pytester.makepyfile("def test_x(projection, patching):\n    pass\n")
     result = pytester.runpytest_inprocess(f"--neuron-run={regression_run}")
     result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines([
-        "*-- neuronprobe --*",
-        f"run {regression_run.name} (L1 N31, regression, test split, n=12)",
-        "  metric * estimate * 95% interval * n",
-        "  projection.prediction.r * [[]*, *[]] * 12",
-        "  projection.head.r *",
-        "  patching.slope *",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "*-- neuronprobe --*",
+            f"run {regression_run.name} (L1 N31, regression, test split, n=12)",
+            "  metric * estimate * 95% interval * n",
+            "  projection.prediction.r * [[]*, *[]] * 12",
+            "  projection.head.r *",
+            "  patching.slope *",
+        ]
+    )

@@ -34,12 +34,14 @@ def test_claims_without_a_run_fail_instead_of_skipping(pytester: pytest.Pytester
         result = pytester.runpytest_inprocess("--neuron-require-run", "-rfs")
     result.assert_outcomes(failed=2)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
-    result.stdout.fnmatch_lines([
-        "neuronprobe: runs: none (run-dependent tests will be an error; pass --neuron-run PATH)",
-        HOW_TO,
-        HOW_TO,
-        f"ERROR {HOW_TO}",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "neuronprobe: runs: none (run-dependent tests will be an error; pass --neuron-run PATH)",
+            HOW_TO,
+            HOW_TO,
+            f"ERROR {HOW_TO}",
+        ]
+    )
     assert "skipped" not in result.stdout.str()
 
 
@@ -63,8 +65,9 @@ def test_a_run_from_the_ini_satisfies_it(pytester: pytest.Pytester, regression_r
     assert "--neuron-require-run is set" not in result.stdout.str()
 
 
-def test_a_given_run_satisfies_it_even_if_no_run_test_is_selected(pytester: pytest.Pytester,
-                                                                  regression_run: Path) -> None:
+def test_a_given_run_satisfies_it_even_if_no_run_test_is_selected(
+    pytester: pytest.Pytester, regression_run: Path
+) -> None:
     pytester.makepyfile(SUITE)
     result = pytester.runpytest_inprocess("--neuron-require-run", f"--neuron-run={regression_run}", "-k", "plain")
     result.assert_outcomes(passed=1, deselected=1)

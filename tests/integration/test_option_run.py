@@ -24,11 +24,13 @@ def test_one_run_parametrizes_by_name(pytester: pytest.Pytester, regression_run:
     pytester.makepyfile(TEST_FILE)
     result = pytester.runpytest_inprocess(f"--neuron-run={regression_run}", "-v")
     result.assert_outcomes(passed=2)
-    result.stdout.fnmatch_lines([
-        f"neuronprobe: runs: {regression_run.name} ({regression_run})",
-        f"*test_head[[]{regression_run.name}[]] PASSED*",
-        "*test_plain PASSED*",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            f"neuronprobe: runs: {regression_run.name} ({regression_run})",
+            f"*test_head[[]{regression_run.name}[]] PASSED*",
+            "*test_plain PASSED*",
+        ]
+    )
 
 
 def test_repeated_option_gives_one_test_per_run(pytester: pytest.Pytester, two_runs: list[Path]) -> None:
@@ -54,8 +56,7 @@ def test_glob_is_expanded_and_skips_files(pytester: pytest.Pytester, two_runs: l
 
 def test_same_run_twice_is_one_run(pytester: pytest.Pytester, regression_run: Path) -> None:
     pytester.makepyfile(TEST_FILE)
-    result = pytester.runpytest_inprocess(f"--neuron-run={regression_run}",
-                                          f"--neuron-run={regression_run}/", "-v")
+    result = pytester.runpytest_inprocess(f"--neuron-run={regression_run}", f"--neuron-run={regression_run}/", "-v")
     result.assert_outcomes(passed=2)
 
 

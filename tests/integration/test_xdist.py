@@ -65,8 +65,9 @@ def _summary_outcomes(result: pytest.RunResult) -> dict[str, int]:
     return {k: v for k, v in result.parseoutcomes().items() if k in ("passed", "failed", "skipped", "error", "errors")}
 
 
-def test_xdist_same_outcomes_and_one_report(pytester: pytest.Pytester, two_runs: list[Path],
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_xdist_same_outcomes_and_one_report(
+    pytester: pytest.Pytester, two_runs: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)  # this suite may itself run under xdist
     pytester.makepyfile(SUITE)
@@ -74,8 +75,17 @@ def test_xdist_same_outcomes_and_one_report(pytester: pytest.Pytester, two_runs:
     pytester.makeconftest(WHERE)
     args = [f"--neuron-run={run}" for run in two_runs]
     single = pytester.runpytest_inprocess(*args, "--neuron-report=single", "-p", "no:cacheprovider")
-    parallel = pytester.runpytest_subprocess(*args, "--neuron-report=parallel", "--neuron-baseline=base",
-                                             "--neuron-update-baseline", "-n", "2", "-v", "-p", "no:cacheprovider")
+    parallel = pytester.runpytest_subprocess(
+        *args,
+        "--neuron-report=parallel",
+        "--neuron-baseline=base",
+        "--neuron-update-baseline",
+        "-n",
+        "2",
+        "-v",
+        "-p",
+        "no:cacheprovider",
+    )
     expected = {"passed": 7, "failed": 4, "skipped": 2}
     single.assert_outcomes(**expected)
     parallel.assert_outcomes(**expected)
@@ -87,14 +97,16 @@ def test_xdist_same_outcomes_and_one_report(pytester: pytest.Pytester, two_runs:
     first, second = (_workers_of(where, run.name) for run in two_runs)
     assert len(first) == len(second) == 1 and first != second, where
     out = pytester.path / "parallel"
-    parallel.stdout.fnmatch_lines([
-        "*-- neuronprobe --*",
-        f"run {two_runs[0].name} *",
-        "  projection.head.r *",
-        "2 test(s) skipped: no baseline for their run*",
-        f"report written: {out / 'index.html'} (2 run(s), 12 test record(s))",
-        "baseline updated: wrote *",
-    ])
+    parallel.stdout.fnmatch_lines(
+        [
+            "*-- neuronprobe --*",
+            f"run {two_runs[0].name} *",
+            "  projection.head.r *",
+            "2 test(s) skipped: no baseline for their run*",
+            f"report written: {out / 'index.html'} (2 run(s), 12 test record(s))",
+            "baseline updated: wrote *",
+        ]
+    )
     # The records from both workers reached the controller, with the same outcomes as one process.
     one = {(t["nodeid"], t["outcome"]) for t in read_json(pytester.path / "single" / "results.json")["tests"]}
     two = {(t["nodeid"], t["outcome"]) for t in read_json(out / "results.json")["tests"]}
@@ -168,29 +180,38 @@ def _config(dist: str = "load") -> SimpleNamespace:
     return SimpleNamespace(getvalue=values.__getitem__, option=SimpleNamespace(loadscopereorder=True))
 
 
-LABELS = ["regression-linear-neuron_l2_n3-seed1", "regression-linear-neuron_l2_n3-seed10",
-          "b/regression-linear-neuron_l2_n3-seed1", "run-a", "run", "läuft"]
+LABELS = [
+    "regression-linear-neuron_l2_n3-seed1",
+    "regression-linear-neuron_l2_n3-seed10",
+    "b/regression-linear-neuron_l2_n3-seed1",
+    "run-a",
+    "run",
+    "läuft",
+]
 
 
-@pytest.mark.parametrize(("nodeid", "scope"), [
-    ("t/test_x.py::test_head[regression-linear-neuron_l2_n3-seed1]", "regression-linear-neuron_l2_n3-seed1"),
-    ("t/test_x.py::test_head[regression-linear-neuron_l2_n3-seed10]", "regression-linear-neuron_l2_n3-seed10"),
-    ("t/test_x.py::test_head[b/regression-linear-neuron_l2_n3-seed1]", "b/regression-linear-neuron_l2_n3-seed1"),
-    ("t/test_x.py::TestC::test_y[run-a-0.5]", "run-a"),
-    ("t/test_x.py::test_y[0.5-run-a]", "run-a"),
-    ("t/test_x.py::test_y[0.5-run-a-3]", "run-a"),
-    ("t/test_x.py::test_y[0.5-run-1]", "run"),
-    ("t/test_x.py::test_u[l\\xe4uft]", "läuft"),
-    ("t/neuron_claims.yaml::projection.head.r >= 0.8[run-a]", "run-a"),
-    ("t/neuron_claims.yaml::patching.slope in [0.8, 1.2] (line 3)[run]", "run"),
-    # No run: each test is its own scope.
-    ("t/test_x.py::test_plain", "t/test_x.py::test_plain"),
-    ("t/test_x.py::test_p[1-2]", "t/test_x.py::test_p[1-2]"),
-    ("t/test_x.py::test_p[running]", "t/test_x.py::test_p[running]"),
-    ("t/test_x.py::test_p[xrun-a]", "t/test_x.py::test_p[xrun-a]"),
-    ("t/neuron_claims.yaml::projection.head.r >= 0.8", "t/neuron_claims.yaml::projection.head.r >= 0.8"),
-    ("t/pkg/mod.py::pkg.mod.func", "t/pkg/mod.py::pkg.mod.func"),
-])
+@pytest.mark.parametrize(
+    ("nodeid", "scope"),
+    [
+        ("t/test_x.py::test_head[regression-linear-neuron_l2_n3-seed1]", "regression-linear-neuron_l2_n3-seed1"),
+        ("t/test_x.py::test_head[regression-linear-neuron_l2_n3-seed10]", "regression-linear-neuron_l2_n3-seed10"),
+        ("t/test_x.py::test_head[b/regression-linear-neuron_l2_n3-seed1]", "b/regression-linear-neuron_l2_n3-seed1"),
+        ("t/test_x.py::TestC::test_y[run-a-0.5]", "run-a"),
+        ("t/test_x.py::test_y[0.5-run-a]", "run-a"),
+        ("t/test_x.py::test_y[0.5-run-a-3]", "run-a"),
+        ("t/test_x.py::test_y[0.5-run-1]", "run"),
+        ("t/test_x.py::test_u[l\\xe4uft]", "läuft"),
+        ("t/neuron_claims.yaml::projection.head.r >= 0.8[run-a]", "run-a"),
+        ("t/neuron_claims.yaml::patching.slope in [0.8, 1.2] (line 3)[run]", "run"),
+        # No run: each test is its own scope.
+        ("t/test_x.py::test_plain", "t/test_x.py::test_plain"),
+        ("t/test_x.py::test_p[1-2]", "t/test_x.py::test_p[1-2]"),
+        ("t/test_x.py::test_p[running]", "t/test_x.py::test_p[running]"),
+        ("t/test_x.py::test_p[xrun-a]", "t/test_x.py::test_p[xrun-a]"),
+        ("t/neuron_claims.yaml::projection.head.r >= 0.8", "t/neuron_claims.yaml::projection.head.r >= 0.8"),
+        ("t/pkg/mod.py::pkg.mod.func", "t/pkg/mod.py::pkg.mod.func"),
+    ],
+)
 def test_split_scope_is_the_run(nodeid: str, scope: str) -> None:
     from pytest_neuronprobe.pytest.xdist import RunScopeScheduling
 
@@ -238,13 +259,20 @@ def test_scheduler_keeps_each_run_on_one_worker() -> None:
     assert set(done.values()) == {0, 1}
 
 
-@pytest.mark.parametrize(("dist", "labels", "ours"), [
-    ("load", ["r-1"], True), ("load", [], False), ("loadfile", ["r-1"], False), ("loadscope", ["r-1"], False),
-    ("loadgroup", ["r-1"], False), ("each", ["r-1"], False), ("worksteal", ["r-1"], False),
-])
+@pytest.mark.parametrize(
+    ("dist", "labels", "ours"),
+    [
+        ("load", ["r-1"], True),
+        ("load", [], False),
+        ("loadfile", ["r-1"], False),
+        ("loadscope", ["r-1"], False),
+        ("loadgroup", ["r-1"], False),
+        ("each", ["r-1"], False),
+        ("worksteal", ["r-1"], False),
+    ],
+)
 def test_make_scheduler_only_for_plain_load(dist: str, labels: list[str], ours: bool) -> None:
-    from pytest_neuronprobe.pytest.xdist import RunScopeScheduling
-    from pytest_neuronprobe.pytest.xdist import XdistHooks
+    from pytest_neuronprobe.pytest.xdist import RunScopeScheduling, XdistHooks
 
     hooks = XdistHooks(SimpleNamespace(cli_labels=labels))  # type: ignore[arg-type]
     sched = hooks.pytest_xdist_make_scheduler(_config(dist), None)
