@@ -85,6 +85,25 @@ def load_summary(path: str | Path) -> Summary:
     return next(iter(summaries.values()))
 
 
+@dataclass(frozen=True)
+class BaselinePair:
+    """Which baseline summary a run is compared with, why, and how the two were analysed differently."""
+
+    #: The current run's label, and the paired baseline run's name.
+    label: str
+    name: str
+    #: Why these two pair: "same run name", "same neuron (<identity>)", "the baseline's only summary",
+    #: or "--neuron-baseline-run <pattern>".
+    reason: str
+    summary: Summary
+    #: Each way the pair was analysed differently ("split: all vs test", "n: 60 vs 24", ...); empty: comparable.
+    differences: tuple[str, ...] = ()
+
+    @property
+    def comparable(self) -> bool:
+        return not self.differences
+
+
 @dataclass
 class Pairing:
     """The baseline summaries of a session, and which one each run compares with."""

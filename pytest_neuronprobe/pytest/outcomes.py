@@ -76,6 +76,7 @@ def record(item: pytest.Item, call: pytest.CallInfo[None], report: pytest.TestRe
                 kind="claim" if isinstance(item, ClaimItem) else "test",
                 duration=rec.duration,
                 order=rec.order,
+                metric=item.claim.metric if isinstance(item, ClaimItem) else "",
             )
         )
         item.config.stash[CURRENT_KEY] = None

@@ -45,6 +45,8 @@ class TestRecord:
     kind: str = "test"  # "test" or "claim"
     duration: float = 0.0
     order: int = 0
+    #: The metric a claims-file claim judges ("" for Python tests).
+    metric: str = ""
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -57,6 +59,7 @@ class TestRecord:
             "kind": self.kind,
             "duration": round(self.duration, 4),
             "order": self.order,
+            "metric": self.metric,
         }
 
     @classmethod
@@ -72,6 +75,7 @@ class TestRecord:
             kind=str(d.get("kind", "test")),
             duration=_float(d.get("duration") or 0.0),
             order=_int(d.get("order") or 0),
+            metric=str(d.get("metric") or ""),
         )
 
 
