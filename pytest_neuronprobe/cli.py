@@ -1,4 +1,5 @@
-"""The `neuronprobe` command line: `make-run`, `demo`, `compare`, `cache` (subcommands registered in `SUBCOMMANDS`)."""
+"""The `neuronprobe` command line: `make-run`, `demo`, `compare`, `cache`, `merge` (subcommands registered in
+`SUBCOMMANDS`)."""
 
 from __future__ import annotations
 
@@ -186,31 +187,51 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 # compare
 
 _COMPARE_EPILOG = """\
---fail conditions are 'METRIC OP RHS', judged on the current run's estimate:
-  OP RHS is one of  >= X  > X  <= X  < X  == X  C +- T  between A and B, where X, C, A, B
-  are numbers or baseline [+ - * / number] (the same metric in the baseline run).
+--expect expectations are claims, written and judged as in a claims file: 'METRIC EXPR' with
+  EXPR one of  >= X  > X  <= X  < X  == X  C +- T  between A and B, where X, C, A, B are numbers
+  or baseline [+ - * / number] (the same metric in the baseline run). A metric with a 95%
+  interval (projection.*.r, patching.slope) is judged on the interval's bound (--judge bound,
+  the default) or on its estimate alone (--judge estimate).
+--fail conditions are the older, reverse form: 'METRIC OP RHS' describes the regression, judged
+  on the current run's estimate.
 examples:
-  neuronprobe compare old_report/ new_report/ --fail "projection.head.r < baseline - 0.05"
+  neuronprobe compare old_report/ new_report/ --expect "projection.head.r >= baseline - 0.05"
   neuronprobe compare a/summary.json b/summary.json --metric "projection.*.r" \\
-      --fail "patching.slope < baseline * 0.8"
-exit status: 0 fine, 1 a --fail condition holds or its metric is undefined, 2 bad input.
+      --expect "patching.slope >= baseline * 0.8" --judge estimate
+exit status: 0 every expectation holds, 1 one does not (or --fail holds; an undefined metric
+  counts as a regression), 2 bad input (unknown metric, unreadable or invalid file).
 """
-_COMPARE_DESCRIPTION = "Compare a run's numbers with an earlier run's: tables and regression conditions."
+_COMPARE_DESCRIPTION = "Compare a run's numbers with an earlier run's: tables, expectations and regression conditions."
 
 
 def _compare_arguments(parser: argparse.ArgumentParser) -> None:
+    from pytest_neuronprobe.claims.verdicts import JUDGES
+
     parser.add_argument(
         "baseline", metavar="BASELINE", help="earlier summary.json, or a report directory (<dir>/<run>/summary.json)"
     )
     parser.add_argument("current", metavar="CURRENT", help="summary.json or report directory to check")
     parser.add_argument(
+        "--expect",
+        metavar="CLAIM",
+        action="append",
+        default=[],
+        help="expectation 'METRIC EXPR' as in a claims file, e.g. 'projection.head.r >= baseline - 0.05'; "
+        "exit 1 when it does not hold or its metric is undefined (repeatable)",
+    )
+    parser.add_argument(
+        "--judge",
+        choices=JUDGES,
+        default="bound",
+        help="judge --expect on a metric's 95%% interval bound (default) or its estimate",
+    )
+    parser.add_argument(
         "--fail",
         metavar="EXPR",
         action="append",
         default=[],
-        help="regression condition 'METRIC OP RHS' on the current estimate, e.g. "
-        "'projection.head.r < baseline - 0.05'; exit 1 when it holds or its "
-        "metric is undefined (repeatable)",
+        help="regression condition 'METRIC OP RHS' on the current estimate (the reverse of --expect), e.g. "
+        "'projection.head.r < baseline - 0.05'; exit 1 when it holds or its metric is undefined (repeatable)",
     )
     parser.add_argument(
         "--metric",
@@ -226,15 +247,17 @@ def _compare_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _cmd_compare(args: argparse.Namespace) -> int:
     from pytest_neuronprobe.baseline import load_summaries
-    from pytest_neuronprobe.compare import run_compare
+    from pytest_neuronprobe.compare import read_side, run_compare
 
     try:
         return run_compare(
-            load_summaries(args.baseline),
-            load_summaries(args.current),
+            read_side(args.baseline, load_summaries),
+            read_side(args.current, load_summaries),
             metrics=args.metric,
             fail=args.fail,
             run=args.run,
+            expect=args.expect,
+            judge=args.judge,
         )
     except NeuronProbeError as exc:
         print(f"neuronprobe: error: {exc}", file=sys.stderr)
@@ -256,7 +279,7 @@ def add_compare_parser(sub: Subparsers) -> argparse.ArgumentParser:
 
 
 def compare_main(argv: Sequence[str] | None = None) -> int:
-    """``neuronprobe compare`` on its own: exit code 0, 1 (a --fail condition) or 2 (bad input)."""
+    """``neuronprobe compare`` on its own: exit code 0, 1 (an --expect or --fail check failed) or 2 (bad input)."""
     parser = argparse.ArgumentParser(
         prog="neuronprobe compare",
         description=_COMPARE_DESCRIPTION,
@@ -269,6 +292,65 @@ def compare_main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # argparse exits on --help (0) and usage errors (2)
         return int(exc.code) if isinstance(exc.code, int) else 2
     return _cmd_compare(args)
+
+
+# --------------------------------------------------------------------------------------------- #
+# merge
+
+_MERGE_EPILOG = """\
+example (a CI matrix job per run glob, then one merge job):
+  pytest tests --neuron-run 'runs/a-*' --neuron-report report-0      # job 0
+  pytest tests --neuron-run 'runs/b-*' --neuron-report report-1      # job 1
+  neuronprobe merge report-* --out report --baseline baselines/       # the merge job
+  (add --against baselines/ for the Δ columns against the baseline the jobs were checked against)
+exit status: 0 merged, 2 bad input (a missing or invalid report, the same run with different numbers
+in two reports, an --out that is not a report); nothing is written then.
+"""
+
+
+def _register_merge(sub: Subparsers) -> None:
+    p = sub.add_parser(
+        "merge",
+        help="merge the report directories of sharded CI jobs into one report",
+        description="Merge --neuron-report directories (one per CI matrix job) into one report: every run's\n"
+        "folder, one results.json and one index.html; optionally write each run's summary into a baseline\n"
+        "directory. The report is written whole or not at all.",
+        epilog=_MERGE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("reports", metavar="REPORT_DIR", nargs="+", help="report directories to merge (in this order)")
+    p.add_argument(
+        "--out", metavar="DIR", required=True, help="the merged report (replaced if it is an earlier report)"
+    )
+    p.add_argument(
+        "--baseline",
+        metavar="DIR",
+        default=None,
+        help="also write each complete run's summary as DIR/<run>/summary.json (for --neuron-baseline)",
+    )
+    p.add_argument(
+        "--against",
+        metavar="PATH",
+        default=None,
+        help="the baseline the shards were checked against (their --neuron-baseline): the index shows each "
+        "run's Δ against it, paired as the plugin pairs (read before --baseline writes)",
+    )
+    p.set_defaults(func=_cmd_merge)
+
+
+def _cmd_merge(args: argparse.Namespace) -> int:
+    from pytest_neuronprobe.merge import merge_reports
+
+    result = merge_reports(args.reports, args.out, baseline=args.baseline, against=args.against)
+    print(
+        f"neuronprobe: merged {len(args.reports)} report(s): {len(result.runs)} run(s), "
+        f"{result.n_records} test record(s) -> {result.index_html}"
+    )
+    if args.baseline is not None:
+        print(f"neuronprobe: baseline: wrote {len(result.baseline_files)} summary file(s) to {args.baseline}")
+        for skipped in result.baseline_skipped:
+            print(f"neuronprobe: baseline: left out {skipped}")
+    return 0
 
 
 # --------------------------------------------------------------------------------------------- #
@@ -313,6 +395,7 @@ SUBCOMMANDS: list[Callable[[Subparsers], object]] = [
     _register_demo,
     add_compare_parser,
     _register_cache,
+    _register_merge,
 ]
 
 

@@ -1,37 +1,55 @@
-"""Compare a run's numbers with an earlier run's: tables and regression conditions.
+"""Compare a run's numbers with an earlier run's: tables, expectations and regression conditions.
 
 Used by ``neuronprobe compare BASELINE CURRENT`` (:mod:`pytest_neuronprobe.cli`) and by the
 plugin's terminal summary, on summaries as :mod:`pytest_neuronprobe.baseline` loads them. Runs
 are matched by ``summary["run"]["name"]``.
 
-``--fail "METRIC OP RHS"`` describes a regression: the comparison fails (exit code 1) when the
-condition holds for the current run's estimate, e.g.
-``--fail "projection.head.r < baseline - 0.05"``. RHS is any claim expression (see
-:mod:`pytest_neuronprobe.claims.expressions`), ``baseline`` being the same metric in the baseline run. A
-condition whose metric (or baseline) is undefined or absent counts as failed, and says so.
+``--expect "METRIC EXPR"`` is a claim, written and judged as in a claims file
+(:mod:`pytest_neuronprobe.claims.verdicts`; on the interval's bound by default, ``judge="estimate"``
+for the estimate alone), e.g. ``--expect "projection.head.r >= baseline - 0.05"``: the comparison
+fails (exit code 1) when an expectation does not hold, or its metric (or baseline) is undefined.
+
+``--fail "METRIC OP RHS"`` is the older, reverse form: it describes the regression, and the
+comparison fails when the condition holds for the current run's estimate, e.g.
+``--fail "projection.head.r < baseline - 0.05"``. A condition whose metric (or baseline) is
+undefined or absent counts as failed, and says so.
+
+A metric that no summary has and that is not a known metric name is bad input
+(:class:`NeuronProbeError`, exit code 2), with the closest names.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TextIO
 
-from pytest_neuronprobe.claims.metrics import HEADLINE_METRICS, KNOWN_METRICS, as_metrics, flatten
-from pytest_neuronprobe.claims.verdicts import Claim, missing_message, parse_claim, suggest
+from pytest_neuronprobe.claims.metrics import (
+    HEADLINE_METRICS,
+    KNOWN_METRICS,
+    PAIR_METRICS,
+    Metric,
+    as_metrics,
+    flatten,
+)
+from pytest_neuronprobe.claims.verdicts import Claim, evaluate, missing_message, parse_claim, suggest
 from pytest_neuronprobe.core.errors import NeuronProbeError
 from pytest_neuronprobe.core.formatting import format_cell
 
 __all__ = [
+    "ExpectOutcome",
     "FailOutcome",
     "Row",
+    "check_expect",
     "check_fail",
     "compare_summaries",
     "diff_rows",
     "format_table",
+    "parse_expect",
     "parse_fail",
+    "read_side",
     "run_compare",
 ]
 
@@ -181,6 +199,110 @@ def check_fail(condition: Claim, baseline: Mapping[str, object], current: Mappin
 
 
 # ---------------------------------------------------------------------------------------------
+# --expect expectations (claims)
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExpectOutcome:
+    """One expectation on one run: ``held`` when the claim passed."""
+
+    expectation: str
+    held: bool
+    message: str
+
+
+def parse_expect(text: str, *, judge: str = "bound") -> Claim:
+    """Parse an ``--expect`` expectation ``"METRIC EXPR"``, a claim as in a claims file."""
+    try:
+        return parse_claim(text, judge=judge)
+    except NeuronProbeError as exc:
+        raise NeuronProbeError(
+            f"{exc} (an --expect expectation is a claim 'METRIC EXPR', e.g. 'projection.head.r >= baseline - 0.05')",
+            key="--expect",
+        ) from None
+
+
+def check_expect(claim: Claim, baseline: Mapping[str, object], current: Mapping[str, object]) -> ExpectOutcome:
+    """Judge the expectation ``claim`` on ``current`` (``baseline`` standing for ``baseline``), as a claim."""
+    verdict = evaluate(claim, as_metrics(current), as_metrics(baseline))
+    return ExpectOutcome(claim.text, verdict.passed, f"{'ok' if verdict.passed else 'FAILED':<8}{verdict.message}")
+
+
+def _flatten_all(summaries: Mapping[str, Mapping[str, object]], side: str) -> dict[str, dict[str, Metric]]:
+    """Every run's metrics; a malformed summary is bad input naming the run."""
+    out: dict[str, dict[str, Metric]] = {}
+    for name, summary in summaries.items():
+        try:
+            out[name] = flatten(summary)
+        except NeuronProbeError as exc:
+            raise NeuronProbeError(f"{side} run {name!r}: {exc}") from None
+        except (OverflowError, ValueError) as exc:  # e.g. an integer too large for a float
+            raise NeuronProbeError(f"{side} run {name!r}: a value is not a usable number ({exc})") from None
+    return out
+
+
+def read_side(
+    path: str, load: Callable[[str], Mapping[str, Mapping[str, object]]]
+) -> Mapping[str, Mapping[str, object]]:
+    """``load(path)`` (e.g. :func:`pytest_neuronprobe.baseline.load_summaries`), checked: whatever the file
+    holds (binary, UTF-16, deeply nested or huge-number JSON, malformed numbers), bad content is a
+    :class:`NeuronProbeError` naming the path (and the run), never another exception."""
+    name = None
+    try:
+        summaries = load(path)
+        for key, summary in summaries.items():
+            name = key  # named in the message if its numbers are malformed
+            flatten(summary)
+        return summaries
+    except NeuronProbeError as exc:
+        if name is None:
+            raise
+        why = str(exc)
+    except UnicodeDecodeError:
+        why = "not UTF-8 text (a binary file, or UTF-16?); expected a summary.json as neuronprobe writes it"
+    except RecursionError:
+        why = "its JSON is nested too deeply to be a summary.json"
+    except (ValueError, OverflowError) as exc:
+        long_int = "integer string conversion" in str(exc) or "too large to convert" in str(exc)
+        why = "a number in it is too large to read" if long_int else f"cannot read it as a summary.json: {exc}"
+    raise NeuronProbeError(f"run {name!r}: {why}" if name is not None else why, path=path)
+
+
+def _check_known(claims: Sequence[tuple[str, Claim]], *sides: Mapping[str, Mapping[str, Metric]]) -> None:
+    """Bad input: a claim on a metric neither known nor in any summary, or on what compare cannot know
+    (``previous``/``best``, ``baseline.comparable``)."""
+    available = set(KNOWN_METRICS)
+    for side in sides:
+        for metrics in side.values():
+            available.update(metrics)
+    for option, claim in claims:
+        ref = claim.expr.ref
+        if ref is not None and ref != "baseline":
+            raise NeuronProbeError(
+                f"{claim.text!r} refers to {ref!r}, which only pytest --neuron-history knows; compare has "
+                "the baseline (e.g. '>= baseline - 0.05')",
+                key=option,
+            )
+        if claim.metric in PAIR_METRICS:
+            raise NeuronProbeError(f"{claim.text!r}: {missing_message(claim.metric, {})}", key=option)
+        if claim.metric not in available:
+            hint = suggest(claim.metric, available)
+            did = f"; did you mean {' or '.join(hint)}?" if hint else ""
+            raise NeuronProbeError(
+                f"unknown metric {claim.metric!r} in {claim.text!r}{did} (metric names look like "
+                "projection.head.r, patching.slope, projection.weights.head_input, dataset_size)",
+                key=option,
+            )
+
+
+def _tally(n_failed: int, n_checked: int, what: str, verb: str) -> str:
+    if n_failed:
+        return f"{n_failed} of {n_checked} {what} check(s) failed"
+    return f"all {n_checked} {what} check(s) {verb}"
+
+
+# ---------------------------------------------------------------------------------------------
 # The comparison
 # ---------------------------------------------------------------------------------------------
 
@@ -219,39 +341,52 @@ def compare_summaries(
     metrics: Sequence[str] | None = None,
     fail: Sequence[str] = (),
     run: str | None = None,
+    expect: Sequence[str] = (),
+    judge: str = "bound",
 ) -> tuple[str, int]:
-    """The comparison report text and its exit code (0 fine, 1 a --fail condition failed).
+    """The comparison report text and its exit code (0 all hold, 1 an expectation or --fail condition failed).
 
     ``baseline``/``current`` map run names to summaries (as
     :func:`pytest_neuronprobe.baseline.load_summaries` returns). Runs are matched by name; with
-    exactly one run on each side, they are compared even if their names differ. Raises
-    :class:`NeuronProbeError` on bad input.
+    exactly one run on each side, they are compared even if their names differ. ``expect`` are
+    claims judged with ``judge`` (``bound`` or ``estimate``); ``fail`` regression conditions.
+    Raises :class:`NeuronProbeError` on bad input (an unparsable expression, an unknown metric, a
+    malformed summary).
     """
+    expectations = [parse_expect(text, judge=judge) for text in expect]
     conditions = [parse_fail(text) for text in fail]
     pairs, only_base, only_now = _pair_runs(baseline, current, run)
+    base_metrics, now_metrics = _flatten_all(baseline, "baseline"), _flatten_all(current, "current")
+    _check_known(
+        [*(("--expect", c) for c in expectations), *(("--fail", c) for c in conditions)], base_metrics, now_metrics
+    )
     blocks: list[str] = []
-    failed = 0
+    n_unmet = n_failed = 0
     for b_name, n_name in pairs:
-        base, now = flatten(baseline[b_name]), flatten(current[n_name])
+        base, now = base_metrics[b_name], now_metrics[n_name]
         title = f"run {n_name}" if b_name == n_name else f"run {n_name} (baseline run {b_name})"
         parts = [format_table(diff_rows(base, now, metrics), title)]
+        for claim in expectations:
+            held = check_expect(claim, base, now)
+            n_unmet += not held.held
+            parts.append(held.message)
         for cond in conditions:
             outcome = check_fail(cond, base, now)
-            failed += outcome.failed
+            n_failed += outcome.failed
             parts.append(outcome.message)
         blocks.append("\n".join(parts))
     if only_base:
         blocks.append(f"only in the baseline (not compared): {', '.join(only_base)}")
     if only_now:
         blocks.append(f"only in the current summaries (not compared): {', '.join(only_now)}")
+    tallies = []
+    if expectations:
+        tallies.append(_tally(n_unmet, len(expectations) * len(pairs), "--expect", "held"))
     if conditions:
-        checked = len(conditions) * len(pairs)
-        blocks.append(
-            f"{failed} of {checked} --fail condition check(s) failed"
-            if failed
-            else f"all {checked} --fail condition check(s) passed"
-        )
-    return "\n\n".join(blocks), 1 if failed else 0
+        tallies.append(_tally(n_failed, len(conditions) * len(pairs), "--fail condition", "passed"))
+    if tallies:
+        blocks.append("\n".join(tallies))
+    return "\n\n".join(blocks), 1 if n_unmet or n_failed else 0
 
 
 def run_compare(
@@ -262,11 +397,13 @@ def run_compare(
     fail: Sequence[str] = (),
     run: str | None = None,
     out: TextIO | None = None,
+    expect: Sequence[str] = (),
+    judge: str = "bound",
 ) -> int:
     """Print :func:`compare_summaries`' report to ``out`` (default stdout); return its exit code.
 
     Raises :class:`NeuronProbeError` on bad input (nothing is printed then).
     """
-    text, code = compare_summaries(baseline, current, metrics=metrics, fail=fail, run=run)
+    text, code = compare_summaries(baseline, current, metrics=metrics, fail=fail, run=run, expect=expect, judge=judge)
     print(text, file=out or sys.stdout)
     return code

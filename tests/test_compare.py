@@ -381,3 +381,118 @@ def test_compare_is_a_neuronprobe_subcommand(tmp_path, capsys):
 
     assert main(["compare", str(tmp_path / "missing.json"), str(tmp_path / "missing.json")]) == 2
     assert "neuronprobe: error:" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------
+# --expect: the claims language
+# ---------------------------------------------------------------------------------------------
+
+
+def test_expect_holds_fails_and_judges_like_claims(tmp_path: Path, capsys) -> None:
+    a = write_summary(tmp_path / "a", make_summary(head=0.8))
+    b = write_summary(tmp_path / "b", make_summary(head=0.79))
+    code, out, err = run_main([a, b, "--expect", "projection.head.r >= baseline - 0.05"], capsys)
+    # judged on the interval's lower bound by default: ci_low 0.75 >= 0.75
+    assert code == 0 and err == ""
+    assert re.search(
+        r"^ok\s+projection.head.r >= baseline - 0.05 passed: judged on the 95% interval's lower", out, re.M
+    )
+    assert "all 1 --expect check(s) held" in out
+    # ci_low 0.75 < 0.76: fails on the bound, holds on the estimate
+    expect = ["--expect", "projection.head.r >= baseline - 0.04"]
+    code, out, _ = run_main([a, b, *expect], capsys)
+    assert code == 1 and "FAILED  projection.head.r >= baseline - 0.04 failed: judged on" in out
+    assert "ci_low=0.75" in out and "1 of 1 --expect check(s) failed" in out
+    code, out, _ = run_main([a, b, *expect, "--judge", "estimate"], capsys)
+    assert code == 0 and "judged on the estimate r=0.79" in out
+
+
+def test_expect_repeatable_with_fail_and_several_runs(two_reports, capsys) -> None:
+    base, now = two_reports
+    args = [base, now, "--expect", "projection.head.r >= baseline - 0.05", "--expect", "dataset_size == 500"]
+    code, out, _ = run_main([*args, "--fail", "patching.slope < 0.5"], capsys)
+    assert code == 1  # r1 dropped from 0.80 to 0.70
+    assert "1 of 4 --expect check(s) failed" in out and "all 2 --fail condition check(s) passed" in out
+    assert out.count("ok      dataset_size == 500 passed") == 2
+    code, out, _ = run_main([*args, "--run", "r2"], capsys)
+    assert code == 0 and "all 2 --expect check(s) held" in out
+
+
+def test_expect_on_an_undefined_metric_is_a_regression(tmp_path: Path, capsys) -> None:
+    a = write_summary(tmp_path / "a", make_summary(slope=0.9))
+    b = write_summary(tmp_path / "b", make_summary(slope=None))
+    code, out, _ = run_main([a, b, "--expect", "patching.slope >= baseline * 0.8"], capsys)
+    assert code == 1 and "patching.slope is undefined" in out
+    c = write_summary(tmp_path / "c", make_summary(patching=False))
+    code, out, _ = run_main([a, c, "--expect", "patching.slope >= 0.5"], capsys)
+    assert code == 1 and "the patching analysis did not run" in out
+
+
+@pytest.mark.parametrize(
+    ("extra", "fragment"),
+    [
+        (["--expect", "projection.haed.r >= 0.5"], "unknown metric 'projection.haed.r'"),
+        (["--fail", "projection.haed.r < 0.5"], "unknown metric 'projection.haed.r'"),
+        (["--expect", "projection.head.r >> 0.5"], "cannot parse claim"),
+        (["--expect", "projection.head.r >= previous - 0.02"], "only pytest --neuron-history knows"),
+        (["--expect", "baseline.comparable == 1"], "judged only by the pytest plugin"),
+        (["--judge", "loose"], "invalid choice: 'loose'"),
+    ],
+)
+def test_expect_bad_input_exits_2_with_one_line(two_reports, capsys, extra, fragment) -> None:
+    base, now = two_reports
+    code, out, err = run_main([base, now, *extra], capsys)
+    assert code == 2 and out == ""
+    assert fragment in err and "Traceback" not in err
+    if "--judge" not in extra:
+        assert err.startswith("neuronprobe: error: ") and err.count("\n") == 1
+    if "haed" in fragment:
+        assert "did you mean projection.head.r" in err
+
+
+def _bad_files(directory: Path) -> dict[str, Path]:
+    good = json.dumps(make_summary())
+    files = {
+        "binary": b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xfe",
+        "utf16": good.encode("utf-16"),
+        "deep": ("[" * 200_000 + "]" * 200_000).encode(),
+        "long_int": good.replace('"dataset_size": 500', '"dataset_size": ' + "9" * 5000).encode(),
+        "big_int": good.replace('"dataset_size": 500', '"dataset_size": ' + "9" * 400).encode(),
+        "bad_number": good.replace('"dataset_size": 500', '"dataset_size": "many"').encode(),
+        "truncated": good[:100].encode(),
+    }
+    out = {}
+    for name, data in files.items():
+        (directory / name).mkdir(parents=True)
+        out[name] = directory / name / "summary.json"
+        out[name].write_bytes(data)
+    return out
+
+
+@pytest.mark.parametrize(
+    ("which", "fragment"),
+    [
+        ("binary", "not UTF-8 text"),
+        ("utf16", "not UTF-8 text"),
+        ("deep", "nested too deeply"),
+        ("long_int", "too large to read"),
+        ("big_int", "too large to read"),
+        ("bad_number", "expected a number or null"),
+        ("truncated", "invalid JSON"),
+    ],
+)
+def test_bad_files_exit_2_with_one_line_naming_the_file(tmp_path: Path, capsys, which, fragment) -> None:
+    good = write_summary(tmp_path / "good", make_summary())
+    bad = _bad_files(tmp_path / "bad")[which]
+    for args in ([good, bad], [bad, good], [good, bad.parent]):
+        code, out, err = run_main([*args, "--expect", "projection.head.r >= 0.5"], capsys)
+        assert code == 2 and out == "", err
+        assert err.startswith("neuronprobe: error: ") and err.count("\n") == 1, err
+        assert str(bad.parent) in err and fragment in err
+
+
+def test_bad_summaries_through_the_api_are_neuronprobe_errors() -> None:
+    summary = make_summary("x")
+    summary["dataset_size"] = 10**400
+    with pytest.raises(NeuronProbeError, match="current run 'x'"):
+        compare_summaries({"x": make_summary("x")}, {"x": summary})

@@ -21,7 +21,14 @@ import pytest
 from pytest_neuronprobe.core.atomic import write_bytes_atomic, write_json_atomic, write_text_atomic
 from pytest_neuronprobe.core.formatting import format_fixed, format_p_value
 from pytest_neuronprobe.report.figures import PLOT_FILES
-from pytest_neuronprobe.report.files import RunReport, TestRecord, safe_run_name, write_report, write_run_report
+from pytest_neuronprobe.report.files import (
+    RunReport,
+    TestRecord,
+    safe_run_name,
+    write_index,
+    write_report,
+    write_run_report,
+)
 from pytest_neuronprobe.report.html import write_index_html
 from pytest_neuronprobe.report.patching_plots import (
     plot_patching_curves,
@@ -311,10 +318,10 @@ def test_non_mlp_run_with_undefined_numbers(tmp_path: Path) -> None:
         null_values=report.null_values,
     )
     paths = {"summary": write_json_atomic(tmp_path / "summary.json", summary)}
-    for key, _, _, _, plot in PLOT_FILES:
-        if key != "patching_curves":
-            paths[key] = plot(undefined, tmp_path / f"{key}.png")
-            assert_png(paths[key])
+    for plot_file in PLOT_FILES:
+        if plot_file.key != "patching_curves":
+            paths[plot_file.key] = plot_file.plot(undefined, tmp_path / plot_file.filename)
+            assert_png(paths[plot_file.key])
     claims = [
         {
             "run": report.name,
@@ -325,7 +332,7 @@ def test_non_mlp_run_with_undefined_numbers(tmp_path: Path) -> None:
             "values": {"r": None, "x": float("nan")},
         }
     ]
-    text = visible_text(write_index_html(tmp_path, [(undefined, paths)], claims, {}).read_text())
+    text = visible_text(write_index_html(tmp_path, [(undefined, tmp_path)], claims, {}).read_text())
     assert "absent: layer_type resid_post is not an MLP neuron" in text
     assert text.count('<span class="undef">undefined</span>') >= 9
     assert not re.search(r"\bnan\b", text, re.IGNORECASE)
@@ -388,7 +395,7 @@ def test_index_html_is_self_contained_and_complete(full_run) -> None:
         },
     ]
     header = {"when": "2024-05-01T12:00:00", "device": "cpu", "command": ["pytest", "-q", "--neuronprobe"]}
-    index = write_index_html(tmp_path, runs, claims, header)
+    index = write_index_html(tmp_path, [(r, p["summary"].parent) for r, p in runs], claims, header)
     assert index == tmp_path / "index.html"
     document = index.read_text(encoding="utf-8")
     from pytest_neuronprobe.core.version import __version__
@@ -398,11 +405,14 @@ def test_index_html_is_self_contained_and_complete(full_run) -> None:
     for claim in claims:
         assert html.escape(claim["claim"], quote=True) in document
         assert f'badge {claim["outcome"]}">{claim["outcome"]}' in document
-    assert "<script>" not in document and "&lt;script&gt;" in document
-    images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', document)
+    assert "<script>alert" not in document and "&lt;script&gt;alert(1)" in document
+    # the figures are the PNG files next to index.html, linked (relative), each one that exists
+    images = re.findall(r'<img src="([^"]+)"', document)
     assert len(images) == sum(len(p) - 1 for _, p in runs)
+    assert all((tmp_path / src).is_file() and not src.startswith(("/", "data:")) for src in images)
     assert "http://" not in document and "https://" not in document
-    assert not re.search(r'(src|href)="(?!data:|#|[\w./-]+summary\.json")', document)
+    links = re.findall(r'(?:src|href)="([^"#][^"]*)"', document)
+    assert all((tmp_path / link).is_file() for link in links), links
     assert "abc123" in document and "git.commit" in document  # provenance
     assert "pytest -q --neuronprobe" in document and "Claims without a run" in document
 
@@ -439,7 +449,7 @@ def test_write_report_writes_runs_index_and_results(tmp_path: Path) -> None:
     assert [TestRecord.from_dict(d) for d in results["tests"]][1] == records[1]
     document = files.index_html.read_text(encoding="utf-8")
     assert "RuntimeError: boom" in document and '<a href="#run-1">broken</a>' in document
-    assert len(re.findall(r'src="data:image/png;base64,', document)) == len(PLOT_FILES)
+    assert len(re.findall(r'<img src="good/', document)) == len(PLOT_FILES)
 
 
 def test_screenshot_html_without_chromium(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -461,3 +471,240 @@ def test_safe_run_name() -> None:
     assert safe_run_name("a/b c:d") == "a_b_c_d"
     assert safe_run_name("../..") == "run"
     assert safe_run_name("neuron_l8_n481-x.y") == "neuron_l8_n481-x.y"
+
+
+# ---------------------------------------------------------------- the overview (issue #11)
+
+
+def _record(run: str, claim: str, outcome: str, *, metric: str = "", values: dict | None = None, kind: str = "claim"):
+    nodeid = f"claims.yaml::{claim}[{run}]" if kind == "claim" else f"t.py::{claim}[{run}]"
+    text = claim if kind == "claim" else f"{claim}[{run}]: What it checks."
+    return TestRecord(
+        nodeid, run, text, outcome, message=f"{claim} {outcome}", values=values or {}, kind=kind, metric=metric
+    )
+
+
+def _summary_only(report: RunReport, name: str, **changes: float) -> RunReport:
+    summary = json.loads(json.dumps(report.summary))
+    summary["run"]["name"] = name
+    for key, value in changes.items():
+        section, field = key.split("__")
+        summary[section][field] = value
+    return RunReport(name=name, summary=summary)
+
+
+def test_short_labels() -> None:
+    from pytest_neuronprobe.report.overview import short_labels
+
+    seeds = [f"regression-linear-neuron_l2_n3-seed{i}" for i in range(3)]
+    assert short_labels(seeds) == {n: f"seed{i}" for i, n in enumerate(seeds)}
+    kinds = ["classification-5bins-neuron_l2_n3-seed0", "token-ft1-neuron_l2_n3-seed0"]
+    assert list(short_labels(kinds).values()) == ["classification-5bins", "token-ft1"]
+    assert short_labels(["x" * 60])["x" * 60].count("…") == 1 and len(short_labels(["x" * 60])["x" * 60]) == 24
+    assert short_labels(["same"]) == {"same": "same"}
+
+
+def test_matrix_puts_failing_claims_and_runs_first(tmp_path: Path) -> None:
+    base = make_report(n=40, n_patch=4)
+    runs = [_summary_only(base, f"run-{c}") for c in "abc"]
+    records = [
+        _record("run-a", "projection.head.r >= 0.5", "passed", metric="projection.head.r"),
+        _record("run-b", "projection.head.r >= 0.5", "passed", metric="projection.head.r"),
+        _record("run-c", "projection.head.r >= 0.5", "passed", metric="projection.head.r"),
+        _record("run-a", "patching.slope > 0", "passed", metric="patching.slope"),
+        _record("run-b", "patching.slope > 0", "passed", metric="patching.slope"),
+        _record("run-c", "patching.slope > 0", "failed", metric="patching.slope"),
+        _record("run-a", "test_plain", "skipped", kind="test"),
+    ]
+    document = write_index(tmp_path, runs, records, {}).read_text(encoding="utf-8")
+    matrix = document[document.index('id="matrix"') : document.index("</table>", document.index('id="matrix"'))]
+    rows = re.findall(r'<th class="claim"[^>]*>([^<]+)</th>', matrix)
+    assert rows == ["patching.slope &gt; 0", "test_plain", "projection.head.r &gt;= 0.5"]
+    columns = re.findall(r'<th class="run[^"]*" title="([^"]+)">', matrix)
+    assert columns == ["run-c", "run-a", "run-b"]  # the failing run first, then as given
+    first_row = matrix.split("<tr>")[2]
+    assert re.findall(r'<td class="cell (\w+)"', first_row) == ["failed", "passed", "passed"]
+    assert 'title="run-c: failed — patching.slope &gt; 0 failed"' in first_row
+    assert 'class="cell none"' in matrix  # test_plain did not run on run-b / run-c
+    assert document.index('id="matrix"') < document.index('id="metrics"') < document.index('id="trends"')
+    assert document.index('id="trends"') < document.index('<details class="run" id="run-0">')
+
+
+def _pair(label: str, summary: dict, differences: tuple[str, ...] = ()):
+    from pytest_neuronprobe.baseline import BaselinePair
+
+    return BaselinePair(label, "old-run", "same neuron (gpt2 L8 N481)", summary, differences)
+
+
+def test_headline_table_shows_delta_against_the_baseline(tmp_path: Path) -> None:
+    base = make_report(n=40, n_patch=4)
+    now = _summary_only(base, "now", patching__slope=0.5)
+    other = _summary_only(base, "other")
+    old = json.loads(json.dumps(base.summary))
+    old["patching"]["slope"] = 0.9
+    old["projections"]["head"].update(correlation=0.5, ci_low=0.45, ci_high=0.55)
+    baselines = {"now": _pair("now", old, ("split: all vs test", "n: 60 vs 40")), "other": None}
+    records = [_record("now", "patching.slope >= baseline - 0.1", "failed", metric="patching.slope")]
+    document = write_index(tmp_path, [now, other], records, {}, baselines=baselines).read_text(encoding="utf-8")
+    table = document[document.index('id="metrics"') : document.index("</table>", document.index('id="metrics"'))]
+    now_row, other_row = table.split("<tr>")[2:4]
+    assert "old-run" in now_row and "same neuron (gpt2 L8 N481)" in now_row
+    assert "⚠ analysed differently: split: all vs test; n: 60 vs 40" in now_row
+    head_r = now.summary["projections"]["head"]["correlation"]
+    assert f'<small class="up">▲ {head_r - 0.5:+.4f}</small>' in now_row  # 0.5 is outside the current interval
+    assert '<td class="num broken"' in now_row and "breaks: patching.slope &gt;= baseline - 0.1" in now_row
+    assert "▼ -0.4000" in now_row
+    assert '<td class="muted">none</td>' in other_row and "Δ" not in other_row
+    plain = write_index(tmp_path, [now], [], {}).read_text(encoding="utf-8")
+    assert "no baseline given (--neuron-baseline): no Δ" in plain and "<th>baseline</th>" not in plain
+
+
+def test_claim_rows_show_the_values_used(tmp_path: Path) -> None:
+    base = make_report(n=40, n_patch=4)
+    run = _summary_only(base, "r", patching__slope=None)
+    run.summary["patching"]["reason"] = "the activation never changed"
+    fixture_numbers = {"projection.head.r": 0.9, "projection.head.ci_low": 0.8}
+    records = [
+        _record(
+            "r",
+            "dataset_size >= 100",
+            "failed",
+            metric="dataset_size",
+            values={
+                "dataset_size.estimate": 40.0,
+                "dataset_size.ci_low": "undefined",
+                "dataset_size.ci_high": "undefined",
+                "dataset_size.threshold": 100.0,
+                "projection.head.r": 0.9,
+            },
+        ),
+        _record(
+            "r",
+            "patching.slope > 0",
+            "failed",
+            metric="patching.slope",
+            values={
+                "patching.slope.estimate": "undefined",
+                "patching.slope.ci_low": "undefined",
+                "patching.slope.ci_high": "undefined",
+                "patching.slope.threshold": 0.0,
+            },
+        ),
+        _record("r", "test_passes", "passed", kind="test", values=fixture_numbers),
+        _record("r", "test_fails", "failed", kind="test", values=fixture_numbers),
+    ]
+    document = write_index(tmp_path, [run], records, {}).read_text(encoding="utf-8")
+    rows = {
+        m.group(1): m.group(0)
+        for m in re.finditer(
+            r'<tr><td><span class="badge[^>]*>\w+</span></td><td class="claim" title="([^"]*)".*?</tr>', document
+        )
+    }
+    size = rows["dataset_size &gt;= 100"]
+    assert "estimate = 40" in size and "threshold = 100" in size
+    assert "ci_low" not in size and "ci_high" not in size and "projection.head.r" not in size
+    slope = rows["patching.slope &gt; 0"]
+    assert 'estimate = <span class="undef">undefined (the activation never changed)</span>' in slope
+    assert "ci_low = " in slope  # the slope has an interval: its undefined bounds are shown
+    passing = rows["test_passes[r]: What it checks."]
+    assert "<code>test_passes</code><br>What it checks." in passing and "projection.head.r" not in passing
+    failing = rows["test_fails[r]: What it checks."]
+    assert "the run's standard numbers:" in failing and "projection.head.r = 0.9" in failing
+    assert "td.test { min-width:200px" in document  # the test column never wraps one character per line
+    assert '<ul class="chips" id="runs"><li class=bad title="r — /runs/gpt2_neuron_l8_n481">' in document
+
+
+def test_trend_orders_runs_by_training_date_with_the_history(tmp_path: Path) -> None:
+    from pytest_neuronprobe.history import HistoryEntry, MetricPoint
+    from pytest_neuronprobe.report.trend import trend_points
+
+    base = make_report(n=40, n_patch=4)
+    runs = [_summary_only(base, "late"), _summary_only(base, "early")]
+    runs[0].summary["provenance"]["head_mtime"] = "2024-03-01T00:00:00+00:00"
+    runs[1].summary["provenance"]["head_mtime"] = "2024-01-01T00:00:00+00:00"
+    point = MetricPoint(value=0.3, ci_low=0.2, ci_high=0.4)
+    history = [
+        HistoryEntry(
+            "2024-02-03T00:00:00+00:00",
+            "middle",
+            "middle",
+            "2024-02-01T00:00:00+00:00",
+            None,
+            {"projection.head.r": point},
+        ),
+        HistoryEntry(
+            "2024-01-02T00:00:00+00:00",
+            "early",
+            "early",
+            "2024-01-01T00:00:00+00:00",
+            None,
+            {"projection.head.r": point},
+        ),
+    ]
+    points = trend_points(runs, history, "projection.head.r")
+    assert [(p.run, p.current) for p in points] == [("early", True), ("middle", False), ("late", True)]
+    document = write_index(tmp_path, runs, [], {}, history=history).read_text(encoding="utf-8")
+    svg = re.search(r'<svg class="trend" data-metric="projection.head.r".*?</svg>', document, re.S).group(0)
+    assert [m for m in re.findall(r'<circle class="(\w+)"', svg)] == ["current", "past", "current"]
+    assert "middle\nprojection.head.r = 0.3 [0.200, 0.400]\ntrained 2024-02-01" in html.unescape(svg)
+    assert len(re.findall(r'<svg class="trend"', document)) == 6  # every headline metric but null.random's (none)
+
+
+def test_figures_are_cached_by_their_input(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pytest_neuronprobe.report import figure_cache
+
+    rendered: list[str] = []
+    real = figure_cache.render_plans
+
+    def counting(plans, workers=None):
+        rendered.extend(f"{p.report.name}/{f.key}" for p in plans for f in p.todo)
+        return real(plans, workers)
+
+    monkeypatch.setattr(figure_cache, "render_plans", counting)
+    runs = [make_report(name=f"run{i}", seed=i, n=40, n_patch=4) for i in range(2)]
+    write_report(tmp_path, runs)
+    assert len(rendered) == 2 * len(PLOT_FILES)
+    mtimes = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*.png")}
+    rendered.clear()
+    files = write_report(tmp_path, runs, header={"when": "later"})
+    assert rendered == [] and {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*.png")} == mtimes
+    assert set(files.run_files["run0"]) == {"summary", *(p.key for p in PLOT_FILES)}
+    changed = _summary_only(runs[1], "run1", patching__slope=0.1)
+    changed = RunReport(**{**runs[1].__dict__, "summary": changed.summary})
+    changed.summary["provenance"]["created"] = "another session"  # provenance is not drawn
+    write_report(tmp_path, [runs[0], changed])
+    assert sorted(rendered) == ["run1/patching_curves", "run1/patching_scatter", "run1/per_input_slopes"]
+    (tmp_path / "run0" / "null.png").unlink()
+    rendered.clear()
+    write_report(tmp_path, [runs[0], changed])
+    assert rendered == ["run0/null"]
+
+
+def test_index_html_stays_small_for_eight_runs(full_run, tmp_path: Path) -> None:
+    report, paths, _ = full_run
+    runs = []
+    for i in range(8):
+        name = f"regression-linear-neuron_l8_n481-seed{i}"
+        shutil.copytree(paths["summary"].parent, tmp_path / name)
+        runs.append(_summary_only(report, name))
+    records = [_record(r.name, f"claim {j}", "passed") for r in runs for j in range(20)]
+    index = write_index(tmp_path, runs, records, {})
+    assert index.stat().st_size <= 2_000_000 / 8, index.stat().st_size  # the 2 MB target, with room
+    assert len(re.findall(r'<img src="regression-linear', index.read_text())) == 8 * len(PLOT_FILES)
+
+
+def test_figures_render_the_same_in_worker_processes(tmp_path: Path) -> None:
+    from pytest_neuronprobe.report.figure_cache import CACHE_FILE, plan_figures, render_plans
+
+    runs = [make_report(name=f"run{i}", seed=i, n=40, n_patch=4) for i in range(2)]
+    done = {}
+    for workers in (1, 2):
+        plans = [plan_figures(r, tmp_path / str(workers) / r.name) for r in runs]
+        assert render_plans(plans, workers) == 2 * len(PLOT_FILES)
+        done[workers] = {
+            p.relative_to(tmp_path / str(workers)): p.read_bytes()
+            for p in (tmp_path / str(workers)).rglob("*")
+            if p.is_file()
+        }
+    assert done[1] == done[2] and len(done[2]) == 2 * (len(PLOT_FILES) + 1)
+    assert all(p.name in (CACHE_FILE, *(f.filename for f in PLOT_FILES)) for p in done[2])

@@ -6,10 +6,13 @@
     1.0 +- 0.2      (also 1.0 ± 0.2, 1.0 +/- 0.2; the range is inclusive)
     between 0.5 and 1.5            (inclusive)
     >= baseline - 0.05             >= baseline * 0.9          baseline +- 0.1
+    >= previous - 0.02             >= best - 0.05
 
 Numbers may be negative and use exponents (``1e-3``). ``baseline`` is the same metric's
-estimate in the baseline summary, optionally combined with one number by ``+ - * /``.
-Nothing is evaluated as Python.
+estimate in the baseline summary, ``previous`` and ``best`` its estimate in the history (the
+latest earlier entry of the run, and the best earlier value), each optionally combined with one
+number by ``+ - * /``. An expression refers to at most one of the three. Nothing is evaluated
+as Python.
 """
 
 from __future__ import annotations
@@ -22,28 +25,37 @@ from typing import NoReturn
 from pytest_neuronprobe.core.errors import NeuronProbeError
 from pytest_neuronprobe.core.formatting import format_literal, format_short
 
-__all__ = ["Expr", "Operand", "Range", "parse_expr"]
+__all__ = ["REFERENCES", "Expr", "Operand", "Range", "parse_expr"]
+
+#: The words that stand for a reference value of the same metric.
+REFERENCES = ("baseline", "previous", "best")
 
 _FORMS = (
     "'>= 0.8', '> 0.8', '<= 0.05', '< 0.05', '== 3', '1.0 +- 0.2', 'between 0.5 and 1.5', "
-    "'>= baseline - 0.05', '>= baseline * 0.9', 'baseline +- 0.1'"
+    "'>= baseline - 0.05', '>= baseline * 0.9', 'baseline +- 0.1', '>= previous - 0.02', '>= best - 0.05'"
 )
 
 
 @dataclass(frozen=True)
 class Operand:
-    """A number, or the baseline value optionally combined with one number."""
+    """A number, or a reference value (baseline, previous, best) optionally combined with one number."""
 
     value: float = 0.0
-    baseline: bool = False
-    op: str | None = None  # '+', '-', '*', '/' applied to the baseline
+    #: "baseline", "previous", "best", or None for a plain number.
+    ref: str | None = None
+    op: str | None = None  # '+', '-', '*', '/' applied to the reference value
+
+    @property
+    def baseline(self) -> bool:
+        """True when the operand refers to a reference value (baseline, previous or best)."""
+        return self.ref is not None
 
     def resolve(self, base: float | None) -> float:
-        """The number this operand stands for, given the baseline value."""
-        if not self.baseline:
+        """The number this operand stands for, given the reference value."""
+        if self.ref is None:
             return self.value
         if base is None:
-            raise ValueError("this operand refers to the baseline")
+            raise ValueError(f"this operand refers to {self.ref}")
         if self.op is None:
             return base
         return {
@@ -54,9 +66,9 @@ class Operand:
         }[self.op]
 
     def __str__(self) -> str:
-        if not self.baseline:
+        if self.ref is None:
             return format_literal(self.value)
-        return "baseline" if self.op is None else f"baseline {self.op} {format_literal(self.value)}"
+        return self.ref if self.op is None else f"{self.ref} {self.op} {format_literal(self.value)}"
 
 
 @dataclass(frozen=True)
@@ -90,9 +102,14 @@ class Expr:
     text: str = ""
 
     @property
+    def ref(self) -> str | None:
+        """The reference value the expression uses ("baseline", "previous", "best"), or None."""
+        return self.a.ref or (self.b.ref if self.b is not None else None)
+
+    @property
     def uses_baseline(self) -> bool:
         """True when the expression refers to the baseline."""
-        return self.a.baseline or (self.b is not None and self.b.baseline)
+        return self.ref == "baseline"
 
     @property
     def kind(self) -> str:
@@ -215,18 +232,19 @@ def _number(c: _Cursor, what: str = "a number") -> float:
 
 def _operand(c: _Cursor) -> Operand:
     kind, value = c.peek()
-    if kind == "word" and value == "baseline":
+    if kind == "word" and value in REFERENCES:
+        ref = value
         c.take()
         kind, value = c.peek()
         if kind == "op" and value in ("+", "-", "*", "/"):
             c.take()
-            arg = _number(c, f"a number after 'baseline {value}'")
+            arg = _number(c, f"a number after '{ref} {value}'")
             if value == "/" and arg == 0:
                 c.fail("a non-zero divisor")
-            return Operand(arg, baseline=True, op=value)
-        return Operand(baseline=True)
+            return Operand(arg, ref=ref, op=value)
+        return Operand(ref=ref)
     if kind == "word":
-        c.fail(f"a number or 'baseline', found {value!r}")
+        c.fail(f"a number or 'baseline' (or 'previous', 'best'), found {value!r}")
     return Operand(_number(c, "a number or 'baseline'"))
 
 
@@ -239,6 +257,8 @@ def _between(c: _Cursor) -> Expr:
         c.fail(f"'and' after 'between {lo}', found {c.found()}")
     hi = _operand(c)
     c.expect_end()
+    if lo.ref and hi.ref and lo.ref != hi.ref:
+        c.fail(f"one reference value, not both {lo.ref!r} and {hi.ref!r}", 0)
     if not lo.baseline and not hi.baseline and lo.value > hi.value:
         c.fail(f"a lower bound first ('between {format_literal(hi.value)} and {format_literal(lo.value)}')", 0)
     return Expr("between", lo, hi, text=c.text.strip())

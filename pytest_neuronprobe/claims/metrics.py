@@ -11,7 +11,9 @@ The names follow the attribute paths of the Python result objects:
 - ``patching.slope`` (with its 95% interval), ``patching.intercept``, ``patching.r_squared``,
   ``patching.baseline_correlation``, ``patching.direct_slope``, ``patching.direct_fraction``,
   ``patching.n_texts``;
-- ``dataset_size``.
+- ``dataset_size``;
+- ``baseline.comparable`` (the pytest plugin only): 1 when the run and its paired baseline were
+  analysed alike (split, n, options, processing, base model, package version), else 0.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from pytest_neuronprobe.core.errors import NeuronProbeError
 __all__ = [
     "HEADLINE_METRICS",
     "KNOWN_METRICS",
+    "PAIR_METRICS",
     "Metric",
     "as_metrics",
     "claim_needs",
@@ -60,6 +63,9 @@ KNOWN_METRICS: tuple[str, ...] = (
     *(f"patching.{f}" for f in _PATCHING_FIELDS),
     "dataset_size",
 )
+
+#: Metrics of a run's pairing with its baseline, not of a summary (the pytest plugin judges them).
+PAIR_METRICS: tuple[str, ...] = ("baseline.comparable",)
 
 #: The key metrics of a run: the default rows of a comparison table.
 HEADLINE_METRICS: tuple[str, ...] = (
@@ -103,8 +109,9 @@ class Metric:
 def claim_needs(metrics: Iterable[str]) -> tuple[bool, bool]:
     """Which analyses (projection, patching) the named metrics need."""
     names = list(metrics)
-    projection = any(m.startswith("projection.") or m == "dataset_size" for m in names)
-    patching = any(m.startswith("patching.") for m in names)
+    pair = any(m in PAIR_METRICS for m in names)  # comparability looks at both analyses' options
+    projection = pair or any(m.startswith("projection.") or m == "dataset_size" for m in names)
+    patching = pair or any(m.startswith("patching.") for m in names)
     return projection, patching
 
 

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from pytest_neuronprobe.claims.expressions import Expr, Range, parse_expr
-from pytest_neuronprobe.claims.metrics import KNOWN_METRICS, Metric, as_metrics
+from pytest_neuronprobe.claims.metrics import KNOWN_METRICS, PAIR_METRICS, Metric, as_metrics
 from pytest_neuronprobe.core.errors import NeuronProbeError
 from pytest_neuronprobe.core.formatting import format_distinct, format_short
 
@@ -106,6 +106,8 @@ def suggest(name: str, candidates: Iterable[str]) -> list[str]:
 
 def missing_message(name: str, available: Mapping[str, Metric], side: str = "") -> str:
     """Why metric ``name`` is absent from a summary (``side``: e.g. ``"baseline "``)."""
+    if name in PAIR_METRICS:
+        return f"{name} is judged only by the pytest plugin, on a run paired with a --neuron-baseline"
     if name in KNOWN_METRICS:
         if name.startswith("patching."):
             why = "the patching analysis did not run"
@@ -169,21 +171,34 @@ def _failed(claim: Claim, message: str, values: dict[str, float | None], judged_
     return Verdict(False, f"{claim.text} failed: {message}", judged_on, values)
 
 
-def _baseline_value(
-    claim: Claim, baseline: Mapping[str, Metric] | None, values: dict[str, float | None]
+#: Why a claim's reference value is missing when no metrics were given for it.
+_NO_REFERENCE = {
+    "baseline": "no baseline given (use --neuron-baseline)",
+    "previous": "no history given (use --neuron-history DIR)",
+    "best": "no history given (use --neuron-history DIR)",
+}
+
+
+def _reference_value(
+    claim: Claim, references: Mapping[str, Mapping[str, Metric] | None], values: dict[str, float | None]
 ) -> tuple[float | None, str | None]:
-    """The baseline value the claim refers to (``None`` if it refers to none), or why there is none."""
-    if not claim.expr.uses_baseline:
+    """The reference value (baseline, previous, best) the claim refers to (``None`` if it refers to
+    none), or why there is none."""
+    ref = claim.expr.ref
+    if ref is None:
         return None, None
-    if baseline is None:
-        return None, "no baseline given (use --neuron-baseline)"
-    bm = baseline.get(claim.metric)
+    source = references.get(ref)
+    if source is None:
+        return None, _NO_REFERENCE.get(ref, f"no {ref} given")
+    bm = source.get(claim.metric)
     if bm is None:
-        return None, missing_message(claim.metric, baseline, side="baseline ")
+        if ref != "baseline":
+            return None, f"{claim.metric} is not in the {ref} history entry (only headline metrics are recorded)"
+        return None, missing_message(claim.metric, source, side="baseline ")
     if bm.value is None:
-        values["baseline"] = None
-        return None, f"baseline {claim.metric} is undefined: {bm.reason or 'undefined'}"
-    values["baseline"] = bm.value
+        values[ref] = None
+        return None, f"{ref} {claim.metric} is undefined: {bm.reason or 'undefined'}"
+    values[ref] = bm.value
     return bm.value, None
 
 
@@ -198,7 +213,7 @@ def _record_range(j: _Judging, base: float | None) -> None:
         values.update(low=rng.low, high=rng.high)
     if base is not None:
         what = f"threshold {format_short(values['threshold'])}" if "threshold" in values else f"range {rng}"
-        j.base_note = f"; {what} from {j.claim.expr} with baseline {j.short}={format_short(base)}"
+        j.base_note = f"; {what} from {j.claim.expr} with {j.claim.expr.ref} {j.short}={format_short(base)}"
 
 
 def _interval_text(metric: Metric) -> str | None:
@@ -254,17 +269,24 @@ def _on_bound(j: _Judging, est: float) -> Verdict:
     return Verdict(passed, msg, judged_on, j.values)
 
 
-def evaluate(claim: Claim, metrics: Mapping[str, Metric], baseline: Mapping[str, Metric] | None = None) -> Verdict:
-    """Judge ``claim`` on ``metrics`` (from :func:`flatten`), with an optional baseline.
+def evaluate(
+    claim: Claim,
+    metrics: Mapping[str, Metric],
+    baseline: Mapping[str, Metric] | None = None,
+    *,
+    references: Mapping[str, Mapping[str, Metric] | None] | None = None,
+) -> Verdict:
+    """Judge ``claim`` on ``metrics`` (from :func:`flatten`), with an optional baseline and the
+    ``previous``/``best`` metrics of the history (``references``, keyed by those words).
 
     Never passes on an undefined value, an undefined interval (when judging on the bound), an
-    unknown metric or a missing baseline.
+    unknown metric or a missing reference value.
     """
     values: dict[str, float | None] = {}
     metric = metrics.get(claim.metric)
     if metric is None:
         return _failed(claim, missing_message(claim.metric, metrics), values)
-    base, problem = _baseline_value(claim, baseline, values)
+    base, problem = _reference_value(claim, {**(references or {}), "baseline": baseline}, values)
     if problem is not None:
         return _failed(claim, problem, values)
     values.update(estimate=metric.value, ci_low=metric.ci_low, ci_high=metric.ci_high)

@@ -4,13 +4,15 @@
    analyses that the report or the baseline needs and no test asked for, then freezes each run's
    summary. Workers complete the runs they touched; the controller only the runs no worker reported.
 2. :func:`finish` (controller or lone process, at session end): merges local and worker results and
-   writes the report and the baseline from them. No analysis starts and no probe is opened here.
+   writes the report, the baseline and the history lines from them (in that order). No analysis
+   starts and no probe is opened here.
 3. :func:`summary_lines`: the terminal text, from what was gathered and written.
 """
 
 from __future__ import annotations
 
 import contextlib
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,13 +20,15 @@ from pytest_neuronprobe.core.errors import NeuronProbeError
 from pytest_neuronprobe.pytest.records import FinishResult, RunResults
 
 if TYPE_CHECKING:  # pragma: no cover
+    from pytest_neuronprobe.baseline import BaselinePair
     from pytest_neuronprobe.pytest.session import NeuronSession
     from pytest_neuronprobe.report.files import RunReport
 
 
 def wants_complete_runs(state: NeuronSession) -> bool:
-    """Whether the end of the session needs both analyses of every run (a report or a new baseline)."""
-    return state.settings.report_dir is not None or state.settings.update_baseline
+    """Whether the end of the session needs both analyses of every run (a report, a new baseline, history)."""
+    settings = state.settings
+    return settings.report_dir is not None or settings.update_baseline or settings.history_dir is not None
 
 
 def complete(state: NeuronSession, *, worker: bool) -> None:
@@ -64,6 +68,7 @@ def finish(state: NeuronSession) -> FinishResult:
         if results.error:
             out.errors.append(f"{label}: {results.error}")
     settings = state.settings
+    state.pairs, state.unpaired = pairs(state)
     if settings.report_dir is not None:
         try:
             _write_report(state, settings.report_dir, out)
@@ -74,8 +79,31 @@ def finish(state: NeuronSession) -> FinishResult:
             _write_baseline(state, settings.baseline, out)
         except Exception as exc:  # noqa: BLE001
             out.errors.append(f"baseline: {type(exc).__name__}: {exc}")
+    if settings.history_dir is not None:
+        try:
+            _append_history(state, settings.history_dir, out)
+        except Exception as exc:  # noqa: BLE001
+            out.errors.append(f"history: {type(exc).__name__}: {exc}")
     state.finished = out
     return out
+
+
+def pairs(state: NeuronSession) -> tuple[dict[str, BaselinePair | None] | None, dict[str, str]]:
+    """Each gathered run's baseline pair, compared with the run's own summary (None without a baseline),
+    and why a run has none (label -> reason)."""
+    if state.settings.baseline is None:
+        return None, {}
+    out: dict[str, BaselinePair | None] = {}
+    why: dict[str, str] = {}
+    for label, results in state.final.items():
+        try:
+            pair, reason = state.baseline_pair(label)
+        except NeuronProbeError as exc:
+            pair, reason = None, str(exc)
+        out[label] = pair.compared_with(results.summary) if pair is not None and not results.error else pair
+        if pair is None:
+            why[label] = reason
+    return out, why
 
 
 def report_of(results: RunResults) -> RunReport:
@@ -102,9 +130,11 @@ def _path_of(state: NeuronSession, label: str) -> str:
 
 
 def _write_report(state: NeuronSession, out_dir: Path, out: FinishResult) -> None:
+    from pytest_neuronprobe.history import read_history
     from pytest_neuronprobe.report.files import write_report
 
     settings = state.settings
+    history = read_history(settings.history_dir) if settings.history_dir is not None else []
     header: dict[str, object] = {
         "runs": ", ".join(f"{label} ({_path_of(state, label)})" for label in state.final) or "none",
         "device": settings.device,
@@ -114,7 +144,10 @@ def _write_report(state: NeuronSession, out_dir: Path, out: FinishResult) -> Non
         "batch size": settings.batch_size,
     }
     records = sorted(state.records, key=lambda r: (r.order, r.nodeid))
-    files = write_report(out_dir, [report_of(r) for r in state.final.values()], records, header)
+    state.say(f"writing the report: {len(state.final)} run(s) to {out_dir}")
+    files = write_report(
+        out_dir, [report_of(r) for r in state.final.values()], records, header, baselines=state.pairs, history=history
+    )
     out.index_html = files.index_html
     out.report_files = files.run_files
 
@@ -146,18 +179,44 @@ def _write_baseline(state: NeuronSession, path: Path, out: FinishResult) -> None
         out.baseline_untouched = [n for n in load_summaries(path) if n not in good]
 
 
+def _append_history(state: NeuronSession, directory: Path, out: FinishResult) -> None:
+    """One history line per run analysed without an error (the controller or lone process only)."""
+    from pytest_neuronprobe.history import entry_of, git_commit
+
+    time = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    commit = git_commit(state.base_dir)
+    entries = [
+        entry_of(label, _run_name(state, label), results.summary, time=time, commit=commit)
+        for label, results in state.final.items()
+        if results.error is None and (results.has_projection or results.has_patching)
+    ]
+    if entries:
+        from pytest_neuronprobe.history import append_history
+
+        out.history_file = append_history(directory, entries)
+        out.history_entries = len(entries)
+
+
+def _run_name(state: NeuronSession, label: str) -> str:
+    if label in state.entries:
+        return state.entries[label].run.name
+    path = state.remote_paths.get(label)
+    return Path(path).name if path else label
+
+
 def summary_lines(state: NeuronSession, verbosity: int) -> list[str]:
     """The terminal summary: key metrics per run, the baseline comparison, skips, files written."""
     from pytest_neuronprobe.report.terminal import SessionView, session_lines
 
     runs = {label: report_of(results) for label, results in state.final.items()}
-    baselines = {label: state.baseline_for(label)[0] for label in runs} if state.settings.baseline else None
     view = SessionView(
         runs=runs,
-        baselines=baselines,
+        baselines=state.pairs,
         baseline_path=state.settings.baseline,
         counters=state.counters.as_dict(),
+        records=sorted(state.records, key=lambda r: (r.order, r.nodeid)),
         n_records=len(state.records),
         finished=state.finished,
+        unpaired=state.unpaired,
     )
     return session_lines(view, verbosity)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 import pytest
 
+from pytest_neuronprobe.core.errors import NeuronProbeError
 from pytest_neuronprobe.pytest.options import REQUIRE_RUN_MESSAGE
 from pytest_neuronprobe.pytest.stash import session_of
 from pytest_neuronprobe.report.terminal import NO_RUN_REASON
@@ -156,13 +157,18 @@ def patching(_neuronprobe_run: str, request: pytest.FixtureRequest) -> PatchingR
 @pytest.fixture
 def neuron_baseline(_neuronprobe_run: str, request: pytest.FixtureRequest) -> dict[str, object]:
     """The baseline summary.json dict of this run (from --neuron-baseline), to compare with;
-    skipped, with the reason, when no baseline is given or it holds no summary for the run. Example:
+    the baseline's summary this run pairs with (its name, else its neuron, else a single-summary baseline;
+    --neuron-baseline-run forces one); skipped, with the reason, when no baseline is given or none pairs
+    with the run (also while --neuron-update-baseline writes the first one). Example:
         def test_head_no_worse(projection, neuron_baseline):
             before = neuron_baseline["projections"]["head"]["correlation"]
             assert projection.head.r >= before - 0.05
     """
     state = session_of(request.config)
-    summary, reason = state.baseline_for(_neuronprobe_run)
+    try:
+        summary, reason = state.baseline_for(_neuronprobe_run)
+    except NeuronProbeError as exc:  # an ambiguous pairing of a run pinned by a marker
+        pytest.fail(str(exc), pytrace=False)
     if summary is None:
         state.counters.no_baseline += 1
         pytest.skip(reason)

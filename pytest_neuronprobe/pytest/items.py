@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import pytest
 
 from pytest_neuronprobe.claims.loader import CLAIM_FILE_PATTERNS, load_claims
-from pytest_neuronprobe.claims.metrics import claim_needs
+from pytest_neuronprobe.claims.metrics import PAIR_METRICS, Metric, claim_needs, flatten
 from pytest_neuronprobe.claims.verdicts import Claim, Verdict, evaluate
 from pytest_neuronprobe.core.errors import NeuronProbeError
 from pytest_neuronprobe.pytest.fixtures import no_run, prop
@@ -19,12 +19,19 @@ from pytest_neuronprobe.pytest.stash import session_of
 if TYPE_CHECKING:  # pragma: no cover
     from _pytest._code.code import TerminalRepr
 
+    from pytest_neuronprobe.pytest.session import NeuronSession
+
 
 def collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
     """A ClaimsFile for `neuron_claims*.yaml`, `neuron_claims*.yml` and `*.neuron.yaml`."""
     if any(fnmatchcase(file_path.name, pattern) for pattern in CLAIM_FILE_PATTERNS):
         return ClaimsFile.from_parent(parent, path=file_path)
     return None
+
+
+def _skip(reason: str) -> NoReturn:
+    """Skip the running claim; the skip is reported at the claim's line, not at this code."""
+    raise pytest.skip.Exception(reason, _use_item_location=True)
 
 
 class ClaimFailed(Exception):
@@ -71,21 +78,58 @@ class ClaimItem(pytest.Item):
             no_run(state)
             return
         projection, patching = self.needs
-        metrics = state.metrics(self.label, projection=projection, patching=patching)
+        metrics = dict(state.metrics(self.label, projection=projection, patching=patching))
+        ref, pair_note = self.claim.expr.ref, ""
         baseline = None
-        if self.claim.expr.uses_baseline and state.settings.baseline is not None:
-            baseline = state.baseline_metrics(self.label)
-            if baseline is None:  # a baseline was given but has nothing for this run: say why
-                _, why = state.baseline_for(self.label)
-                self.verdict = Verdict(False, f"{self.claim.text} failed: {why}", "estimate", {})
-                raise ClaimFailed(self.verdict.message)
-        self.verdict = verdict = evaluate(self.claim, metrics, baseline)
+        if ref == "baseline" or self.claim.metric in PAIR_METRICS:
+            baseline, pair_note = self._baseline(state, metrics)
+        references = None
+        if ref is not None and ref != "baseline":
+            references = {ref: self._history(state, ref)}
+        verdict = evaluate(self.claim, metrics, baseline, references=references)
+        if pair_note and not verdict.passed:
+            verdict = Verdict(verdict.passed, f"{verdict.message}{pair_note}", verdict.judged_on, verdict.values)
+        self.verdict = verdict
         self.user_properties.append(("neuron_run", self.label))
         self.user_properties.append(("claim", self.claim.text))
         for key, value in verdict.values.items():
             self.user_properties.append((f"{self.claim.metric}.{key}", prop(value)))
         if not verdict.passed:
             raise ClaimFailed(verdict.message)
+
+    def _baseline(self, state: NeuronSession, metrics: dict[str, Metric]) -> tuple[dict[str, Metric] | None, str]:
+        """The paired baseline's metrics (None without --neuron-baseline: the claim fails saying so), and a note
+        on the pairing for a failure message. Puts `baseline.comparable` into `metrics`. No baseline for this
+        run: skipped when this session writes it (--neuron-update-baseline), else failed, with the reason."""
+        assert self.label is not None
+        if state.settings.baseline is None:
+            return None, ""
+        pair, why = state.baseline_pair(self.label)
+        if pair is None:
+            if state.settings.update_baseline:
+                state.counters.no_baseline += 1
+                _skip(why)
+            self.verdict = Verdict(False, f"{self.claim.text} failed: {why}", "estimate", {})
+            raise ClaimFailed(self.verdict.message)
+        note = f" (baseline: {pair.name}, paired by {pair.reason})"
+        if self.claim.metric in PAIR_METRICS:
+            projection, patching = self.needs
+            pair = pair.compared_with(state.summary(self.label, projection=projection, patching=patching))
+            metrics["baseline.comparable"] = Metric("baseline.comparable", float(pair.comparable))
+            if pair.differences:
+                note = f" (baseline {pair.name} was analysed differently: {'; '.join(pair.differences)})"
+        return flatten(pair.summary), note
+
+    def _history(self, state: NeuronSession, ref: str) -> dict[str, Metric] | None:
+        """What `previous`/`best` stands for (None without --neuron-history: the claim fails saying so);
+        skipped, with the reason, when the history has no earlier entry for this run."""
+        assert self.label is not None
+        if state.settings.history_dir is None:
+            return None
+        found, why = state.history_reference(self.label, ref, lowest=self.claim.expr.kind == "upper")
+        if found is None:
+            _skip(why)
+        return found
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: object = None) -> str | TerminalRepr:
         """The verdict message (or the bad-input message), without a Python traceback."""

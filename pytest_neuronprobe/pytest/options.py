@@ -39,7 +39,11 @@ class Settings:
     runs: tuple[Path, ...] = ()
     report_dir: Path | None = None
     baseline: Path | None = None
+    #: --neuron-baseline-run NAME|GLOB: the baseline run every run compares with; None: pair by the rules.
+    baseline_run: str | None = None
     update_baseline: bool = False
+    #: --neuron-history DIR: where each session appends one line per run (history.jsonl); None: off.
+    history_dir: Path | None = None
     device: str = DEFAULT_DEVICE
     max_samples: int | None = None
     #: Texts per forward pass (memory is bounded by one batch, not by the dataset).
@@ -119,6 +123,14 @@ def _any_path(value: str) -> str:
     return value
 
 
+def parse_pattern(value: str) -> str:
+    """A run name or glob (non-empty)."""
+    text = str(value).strip()
+    if not text:
+        raise OptionError("expected a baseline run name or glob, got an empty string")
+    return text
+
+
 # -- registration ----------------------------------------------------------------------------------
 
 _FLAG = {"action": "store_const", "const": True, "default": None}
@@ -149,12 +161,29 @@ OPTIONS: tuple[tuple[str, dict[str, object], str, str, Literal["string", "paths"
         None,
     ),
     (
+        "--neuron-baseline-run",
+        {"metavar": "NAME|GLOB", "type": _argparse_type(parse_pattern)},
+        "compare every run with the one baseline run of this name (or glob matching exactly one), instead of "
+        "pairing by run name, then by neuron (base model, layer, neuron, layer type, head type), then a "
+        "single-summary baseline. Default: pair by those rules.",
+        "baseline run name or glob every run compares with",
+        None,
+    ),
+    (
         "--neuron-update-baseline",
         _FLAG,
         "after the whole session, write every run's summary to --neuron-baseline (a directory: "
         "<dir>/<run>/summary.json; a .json file: that file, one run only). Default: off.",
         "write the baseline at the end of the session",
         "bool",
+    ),
+    (
+        "--neuron-history",
+        {"metavar": "DIR", "type": _dir_path},
+        "append one JSON line per run (time, training date, git commit, headline metrics with intervals) to "
+        "<DIR>/history.jsonl at the end of the session; gives 'previous' and 'best' in claims. Default: off.",
+        "history directory (relative to the ini file); default off",
+        None,
     ),
     (
         "--neuron-device",
@@ -344,12 +373,20 @@ def settings_from_config(config: pytest.Config) -> Settings:
         raise pytest.UsageError(
             f"--neuron-baseline: no such file or directory: {baseline} (create it with --neuron-update-baseline)"
         )
+    baseline_run = resolve.value("neuron_baseline_run", parse_pattern, None)
+    if baseline_run is not None and baseline is None:
+        raise pytest.UsageError("--neuron-baseline-run needs --neuron-baseline PATH (the baseline to choose from)")
+    history = resolve.path("neuron_history")
+    if history is not None and history.is_file():
+        raise pytest.UsageError(f"--neuron-history: expected a directory, got a file: {history}")
     cache_dir = resolve.cache_dir()
     return Settings(
         runs=tuple(runs),
         report_dir=report,
         baseline=baseline,
+        baseline_run=baseline_run,
         update_baseline=update,
+        history_dir=history,
         device=resolve.value("neuron_device", parse_device, DEFAULT_DEVICE),
         max_samples=resolve.value("neuron_max_samples", positive_int, None),
         batch_size=resolve.value("neuron_batch_size", positive_int, DEFAULT_BATCH_SIZE),

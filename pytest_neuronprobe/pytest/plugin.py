@@ -56,6 +56,10 @@ def pytest_configure(config: pytest.Config) -> None:
         state = NeuronSession(settings, log=_terminal_log(config), base_dir=config.invocation_params.dir)
     except NeuronProbeError as exc:
         raise pytest.UsageError(f"--neuron-run: {exc}") from None
+    try:
+        state.check_pairing()
+    except NeuronProbeError as exc:
+        raise pytest.UsageError(f"--neuron-baseline: {exc}") from None
     config.stash[SESSION_KEY] = state
     if config.pluginmanager.hasplugin("xdist") and not is_worker(config):
         from pytest_neuronprobe.pytest.xdist import XdistHooks
@@ -91,13 +95,16 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
             + ("an error" if s.require_run else "skipped")
             + "; pass --neuron-run PATH)"
         )
-    return [
+    lines = [
         f"neuronprobe: runs: {runs}",
         f"neuronprobe: device: {s.device} ({s.sources.get('neuron_device', 'default')}); "
         f"max samples: {s.max_samples or 'all'}; batch size: {s.batch_size}; judge: {s.judge}; "
         f"report: {s.report_dir if s.report_dir else 'off'}; "
         f"baseline: {s.baseline if s.baseline else 'none'}" + (" (will be updated)" if s.update_baseline else ""),
     ]
+    extra = [f"baseline run: {s.baseline_run}"] if s.baseline_run else []
+    extra += [f"history: {s.history_dir}"] if s.history_dir else []
+    return lines + ([f"neuronprobe: {'; '.join(extra)}"] if extra else [])
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -155,7 +162,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         config.workeroutput[WORKER_OUTPUT_KEY] = worker_payload(state)  # type: ignore[attr-defined]
         return
     result = finish.finish(state)
-    failed = bool(result.errors and (state.settings.report_dir or state.settings.update_baseline))
+    writes = state.settings.report_dir or state.settings.update_baseline or state.settings.history_dir
+    failed = bool(result.errors and writes)
     no_run = state.settings.require_run and not state.all_labels()
     if (failed or no_run) and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED

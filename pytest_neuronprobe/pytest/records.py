@@ -169,4 +169,7 @@ class FinishResult:
     report_files: dict[str, dict[str, Path]] = field(default_factory=dict)
     baseline_files: list[Path] = field(default_factory=list)
     baseline_untouched: list[str] = field(default_factory=list)
+    #: The history file appended to (--neuron-history), and how many run lines were appended.
+    history_file: Path | None = None
+    history_entries: int = 0
     errors: list[str] = field(default_factory=list)

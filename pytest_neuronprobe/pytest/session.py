@@ -26,10 +26,11 @@ if TYPE_CHECKING:  # pragma: no cover
     from pytest_neuronprobe.analyses.options import PatchingOptions, Progress, ProjectionOptions
     from pytest_neuronprobe.analyses.patching_fit import PatchingResult
     from pytest_neuronprobe.analyses.projection import ProjectionResult
-    from pytest_neuronprobe.baseline import Pairing
+    from pytest_neuronprobe.baseline import BaselinePair, NeuronIdentity, Pairing
     from pytest_neuronprobe.claims.metrics import Metric
     from pytest_neuronprobe.core.probe import Probe
     from pytest_neuronprobe.core.runs import Run
+    from pytest_neuronprobe.history import HistoryEntry
     from pytest_neuronprobe.report.files import TestRecord
 
 
@@ -81,11 +82,18 @@ class NeuronSession:
     done: dict[str, RunResults] = field(default_factory=dict)
     final: dict[str, RunResults] = field(default_factory=dict)
     finished: FinishResult | None = None
+    #: Each gathered run's baseline pair (finish.pairs; None without a baseline), and why a run has none.
+    pairs: dict[str, BaselinePair | None] | None = None
+    unpaired: dict[str, str] = field(default_factory=dict)
     _by_path: dict[Path, str] = field(default_factory=dict)
     _probes: dict[tuple[Path, str], Probe] = field(default_factory=dict)
     _results: dict[tuple[Path, str, object], object] = field(default_factory=dict)
     _metrics: dict[tuple[str, bool, bool], dict[str, Metric]] = field(default_factory=dict)
+    _summaries: dict[tuple[str, bool, bool], dict[str, object]] = field(default_factory=dict)
     _pairing: Pairing | None = None
+    _pairs: dict[str, tuple[BaselinePair | None, str]] = field(default_factory=dict)
+    #: The history entries written before this session (read once, when a claim first needs them).
+    _history: list[HistoryEntry] | None = None
     #: The on-disk result cache (None: --neuron-no-cache).
     cache: ResultCache | None = None
 
@@ -325,13 +333,12 @@ class NeuronSession:
             return None
         return RunResults.of(label, build_summary(self.probe(label), proj, patch), proj, patch)  # type: ignore[arg-type]
 
-    def metrics(self, label: str, *, projection: bool, patching: bool) -> dict[str, Metric]:
-        """Flattened metrics of this run's summary with the default analyses asked for."""
-        from pytest_neuronprobe.claims.metrics import flatten
+    def summary(self, label: str, *, projection: bool, patching: bool) -> dict[str, object]:
+        """This run's summary with the default analyses asked for (built once per session)."""
         from pytest_neuronprobe.report.summary import build_summary
 
         key = (label, projection, patching)
-        if key not in self._metrics:
+        if key not in self._summaries:
             summary: dict[str, object] = {"run": {"name": label}}
             if projection or patching:
                 summary = build_summary(
@@ -340,7 +347,16 @@ class NeuronSession:
                     self.patching(label) if patching else None,
                 )
                 summary["run"]["name"] = label  # type: ignore[index]
-            self._metrics[key] = flatten(summary)
+            self._summaries[key] = summary
+        return self._summaries[key]
+
+    def metrics(self, label: str, *, projection: bool, patching: bool) -> dict[str, Metric]:
+        """Flattened metrics of this run's summary with the default analyses asked for."""
+        from pytest_neuronprobe.claims.metrics import flatten
+
+        key = (label, projection, patching)
+        if key not in self._metrics:
+            self._metrics[key] = flatten(self.summary(label, projection=projection, patching=patching))
         return self._metrics[key]
 
     # -- baselines ----------------------------------------------------------------------------------
@@ -353,23 +369,52 @@ class NeuronSession:
         if self.settings.baseline is None:
             return None
         if self._pairing is None:
-            self._pairing = Pairing.load(self.settings.baseline, update=self.settings.update_baseline)
+            self._pairing = Pairing.load(
+                self.settings.baseline, update=self.settings.update_baseline, force=self.settings.baseline_run
+            )
         return self._pairing
 
-    def baseline_for(self, label: str) -> tuple[dict[str, object] | None, str]:
-        """This run's baseline summary, or None with the reason why there is none."""
+    def baseline_pair(self, label: str) -> tuple[BaselinePair | None, str]:
+        """Which baseline summary this run compares with and why, or None with the reason why there is
+        none; an ambiguous pairing raises NeuronProbeError listing the candidates."""
         pairing = self.pairing
         if pairing is None:
             return None, "no --neuron-baseline given"
+        if label not in self._pairs:
+            final = self.final.get(label) or self.remote.get(label)
+            run = self.entries[label].run if label in self.entries else (final.summary if final else None)
+            self._pairs[label] = pairing.pair(label, run)
+        return self._pairs[label]
+
+    def check_pairing(self) -> None:
+        """Pair every command-line run now, so a bad baseline, a --neuron-baseline-run matching none or several
+        of its runs, or an ambiguous pairing stops the session before any test (NeuronProbeError)."""
+        if self.settings.baseline is not None:
+            for label in self.cli_labels:
+                self.baseline_pair(label)
+
+    def baseline_for(self, label: str) -> tuple[dict[str, object] | None, str]:
+        """This run's baseline summary, or None with the reason why there is none."""
+        pair, reason = self.baseline_pair(label)
+        return (None, reason) if pair is None else (pair.summary, "")
+
+    def identity(self, label: str) -> NeuronIdentity | None:
+        """The neuron this run probes (None for a run only a worker loaded)."""
+        from pytest_neuronprobe.baseline import NeuronIdentity
+
+        return NeuronIdentity.of_run(self.run(label), digest=True) if label in self.entries else None
+
+    def history_reference(self, label: str, which: str, *, lowest: bool) -> tuple[dict[str, Metric] | None, str]:
+        """What `previous` or `best` stands for in this run's claims, or None with the reason (no earlier entry)."""
+        from pytest_neuronprobe.history import HISTORY_FILE, read_history, reference_metrics
+
+        directory = self.settings.history_dir
+        assert directory is not None
+        if self._history is None:
+            self._history = read_history(directory)
         name = self.run(label).name if label in self.entries else label
-        return pairing.summary_for(label, name, single_run=len(self.entries) == 1)
-
-    def baseline_metrics(self, label: str) -> dict[str, Metric] | None:
-        """Flattened baseline metrics for claims; None when there is no baseline for this run."""
-        from pytest_neuronprobe.claims.metrics import flatten
-
-        summary, _ = self.baseline_for(label)
-        return None if summary is None else flatten(summary)
+        where = str(directory / HISTORY_FILE)
+        return reference_metrics(which, self._history, name, self.identity(label), lowest=lowest, where=where)
 
     def record(self, rec: TestRecord) -> None:
         self.records.append(rec)

@@ -34,16 +34,31 @@ class PlotFile(NamedTuple):
     title: str
     has_data: Callable[[RunData], bool]
     plot: Callable[[RunData, PathLike], Path]
+    #: What the figure reads besides the run's name and the summary's "run" section (its title): the
+    #: RunData fields and the summary sections. Its cache key is a digest of exactly these.
+    fields: tuple[str, ...] = ()
+    sections: tuple[str, ...] = ()
 
 
+_PROJECTION = ("projection_arrays",)
+_PATCHING = ("patching_arrays",)
 PLOT_FILES: tuple[PlotFile, ...] = (
-    PlotFile("projection", "projection.png", "Projections vs ground truth", has_projection, plot_projection),
+    PlotFile(
+        "projection",
+        "projection.png",
+        "Projections vs ground truth",
+        has_projection,
+        plot_projection,
+        _PROJECTION,
+        ("projections", "absent"),
+    ),
     PlotFile(
         "correlation",
         "projection_correlation.png",
         "Correlation matrix of projections",
         has_correlation,
         plot_correlation_heatmap,
+        _PROJECTION,
     ),
     PlotFile(
         "patching_curves",
@@ -51,6 +66,8 @@ PLOT_FILES: tuple[PlotFile, ...] = (
         "Patching: mean changes per factor",
         has_patching_means,
         plot_patching_curves,
+        _PATCHING,
+        ("patching",),
     ),
     PlotFile(
         "patching_scatter",
@@ -58,6 +75,8 @@ PLOT_FILES: tuple[PlotFile, ...] = (
         "Patching: prediction change vs activation change",
         has_patching_arrays,
         plot_patching_scatter,
+        _PATCHING,
+        ("patching",),
     ),
     PlotFile(
         "per_input_slopes",
@@ -65,8 +84,18 @@ PLOT_FILES: tuple[PlotFile, ...] = (
         "Patching: per-input slopes",
         has_per_input_slopes,
         plot_per_input_slopes,
+        _PATCHING,
+        ("patching",),
     ),
-    PlotFile("null", "null.png", "Null distribution", has_null, plot_null),
+    PlotFile(
+        "null",
+        "null.png",
+        "Null distribution",
+        has_null,
+        plot_null,
+        ("null_values", "null_label"),
+        ("null", "projections"),
+    ),
 )
 #: Figure key -> its title (index.html's captions and table of contents).
 FIGURE_TITLES = {p.key: p.title for p in PLOT_FILES}

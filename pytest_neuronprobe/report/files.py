@@ -8,13 +8,17 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import SupportsFloat, SupportsInt
+from typing import TYPE_CHECKING, SupportsFloat, SupportsInt
 
 import numpy as np
 import numpy.typing as npt
 
 from pytest_neuronprobe.core.atomic import write_json_atomic
 from pytest_neuronprobe.core.jsonable import jsonable
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pytest_neuronprobe.baseline import BaselinePair
+    from pytest_neuronprobe.history import HistoryEntry
 
 
 @dataclass(frozen=True)
@@ -106,16 +110,39 @@ def safe_run_name(name: str) -> str:
     return safe[:120] or "run"
 
 
-def write_run_report(report: RunReport, out_dir: str | os.PathLike[str]) -> dict[str, Path]:
-    """Write ``out_dir/<safe name>/summary.json`` and every plot that has data; return their paths."""
-    from pytest_neuronprobe.report.figures import PLOT_FILES  # matplotlib: only when writing
+def run_dir_of(out_dir: str | os.PathLike[str], name: str) -> Path:
+    """A run's folder in a report directory: ``<out>/<safe name>``."""
+    return Path(out_dir) / safe_run_name(name)
 
-    run_dir = Path(out_dir) / safe_run_name(report.name)
+
+def write_run_report(report: RunReport, out_dir: str | os.PathLike[str]) -> dict[str, Path]:
+    """Write ``out_dir/<safe name>/summary.json`` and every plot that has data (those unchanged since
+    the last write are kept); return their paths."""
+    from pytest_neuronprobe.report.figure_cache import plan_figures, render_plans  # matplotlib: only when writing
+
+    run_dir = run_dir_of(out_dir, report.name)
     paths: dict[str, Path] = {"summary": write_json_atomic(run_dir / "summary.json", report.summary)}
-    for plot_file in PLOT_FILES:
-        if plot_file.has_data(report):
-            paths[plot_file.key] = plot_file.plot(report, run_dir / plot_file.filename)
-    return paths
+    plan = plan_figures(report, run_dir)
+    render_plans([plan])
+    return {**paths, **plan.paths}
+
+
+def write_index(
+    out_dir: str | os.PathLike[str],
+    runs: Sequence[RunReport],
+    records: Sequence[TestRecord],
+    header: Mapping[str, object] | None,
+    *,
+    baselines: Mapping[str, BaselinePair | None] | None = None,
+    history: Sequence[HistoryEntry] = (),
+) -> Path:
+    """Write ``out_dir/index.html`` alone, from the runs' report data and their folders already in
+    ``out_dir`` (``<out>/<safe name>/*.png``, linked; e.g. after merging report directories)."""
+    from pytest_neuronprobe.report.html import write_index_html
+
+    listed = [(report, run_dir_of(out_dir, report.name)) for report in runs]
+    tests = [r.as_dict() for r in records]
+    return write_index_html(out_dir, listed, tests, header, baselines=baselines, history=history)
 
 
 def write_report(
@@ -123,22 +150,31 @@ def write_report(
     runs: Sequence[RunReport],
     records: Sequence[TestRecord] = (),
     header: Mapping[str, object] | None = None,
+    *,
+    baselines: Mapping[str, BaselinePair | None] | None = None,
+    history: Sequence[HistoryEntry] = (),
 ) -> ReportFiles:
     """Write every run's report (runs with an error get none, but are listed), ``index.html`` and
-    ``results.json`` (``{"header": header, "tests": [record, ...]}``) into ``out_dir``."""
-    from pytest_neuronprobe.report.html import write_index_html  # matplotlib: only when writing
+    ``results.json`` (``{"header": header, "tests": [record, ...]}``) into ``out_dir``.
+
+    ``baselines``: each run's baseline pair (None: none for that run; no mapping: no baseline given),
+    for the Δ columns; ``history``: earlier sessions' entries, for the trends."""
+    from pytest_neuronprobe.report.figure_cache import plan_figures, render_plans
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     run_files: dict[str, dict[str, Path]] = {}
-    listed: list[tuple[RunReport, Mapping[str, Path]]] = []
+    plans = []
     for report in runs:
         if report.error:
-            listed.append((report, {}))
             continue
-        run_files[report.name] = write_run_report(report, out)
-        listed.append((report, run_files[report.name]))
+        run_dir = run_dir_of(out, report.name)
+        run_files[report.name] = {"summary": write_json_atomic(run_dir / "summary.json", report.summary)}
+        plans.append(plan_figures(report, run_dir))
+    render_plans(plans)
+    for plan in plans:
+        run_files[plan.report.name].update(plan.paths)
+    index = write_index(out, runs, records, header, baselines=baselines, history=history)
     tests = [r.as_dict() for r in records]
-    index = write_index_html(out, listed, tests, header)
     results = write_json_atomic(out / "results.json", {"header": header, "tests": tests})
     return ReportFiles(index_html=index, results_json=results, run_files=run_files)

@@ -21,6 +21,11 @@ def provenance(probe: Probe) -> dict[str, object]:
     run, model = probe.run, probe.model
     dtype = next(iter(model.bridge.parameters())).dtype
     head_hash = file_digest(run.head_path) if run.head_path.is_file() else None
+    head_mtime = (
+        datetime.fromtimestamp(run.head_path.stat().st_mtime, timezone.utc).isoformat(timespec="seconds")
+        if run.head_path.is_file()
+        else None
+    )
     return {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "pytest_neuronprobe": __version__,
@@ -28,6 +33,8 @@ def provenance(probe: Probe) -> dict[str, object]:
         "config_sha256": file_digest(run.config_path),
         "dataset_sha256": file_digest(run.dataset_path),
         "head_path": str(run.head_path),
+        # The run's training date: its head file's modification time (the report's trends order by it).
+        "head_mtime": head_mtime,
         "config_path": str(run.config_path),
         "dataset_path": str(run.dataset_path),
         # The run's own base model (a model shared by content may have been booted from another run's copy).

@@ -26,15 +26,22 @@ import pytest_neuronprobe.claims.metrics
 import pytest_neuronprobe.claims.verdicts
 import pytest_neuronprobe.compare
 import pytest_neuronprobe.core.formatting
+import pytest_neuronprobe.history
+import pytest_neuronprobe.merge
 import pytest_neuronprobe.pytest.assertion
+import pytest_neuronprobe.report.figure_cache
 import pytest_neuronprobe.report.figures
 import pytest_neuronprobe.report.files
 import pytest_neuronprobe.report.html
+import pytest_neuronprobe.report.markup
+import pytest_neuronprobe.report.overview
 import pytest_neuronprobe.report.patching_plots
 import pytest_neuronprobe.report.plotting
 import pytest_neuronprobe.report.projection_plots
+import pytest_neuronprobe.report.run_detail
 import pytest_neuronprobe.report.summary
-import pytest_neuronprobe.report.terminal  # noqa: F401
+import pytest_neuronprobe.report.terminal
+import pytest_neuronprobe.report.trend  # noqa: F401
 
 #: Marker lines that make an analysis cheap (the tiny runs analyse 12 test-split texts).
 FAST_PROJECTION = "@pytest.mark.projection(n_resamples=50, null_directions=10)"
