@@ -54,11 +54,11 @@ table.matrix { table-layout:auto; }
 table.matrix th.claim { min-width:220px; max-width:460px; font-weight:normal; word-break:normal;
                         overflow-wrap:anywhere; }
 table.matrix th.run { text-align:center; white-space:nowrap; font-size:12px; }
-table.matrix td.cell { text-align:center; padding:0; min-width:34px; }
-table.matrix td.cell a { display:block; padding:0 6px; color:#fff; background:var(--c); font-weight:700; }
-table.matrix td.passed a { background:#dafbe1; color:var(--pass); }
-table.matrix td.skipped a { background:#eaeef2; color:var(--skip); }
-table.matrix td.xfailed a { background:#fff8c5; color:var(--xfail); }
+table.matrix td.cell { text-align:center; padding:0; min-width:34px; background:var(--c); }
+table.matrix td.cell a { display:block; padding:3px 6px; color:#fff; font-weight:700; text-decoration:none; }
+table.matrix td.passed { background:#dafbe1; } table.matrix td.passed a { color:var(--pass); }
+table.matrix td.skipped { background:#eaeef2; } table.matrix td.skipped a { color:var(--skip); }
+table.matrix td.xfailed { background:#fff8c5; } table.matrix td.xfailed a { color:var(--xfail); }
 table.matrix td.none { background:var(--soft); }
 table.metrics td.num small { display:block; color:var(--muted); font-size:11px; }
 td.broken { box-shadow: inset 0 0 0 2px var(--fail); }
