@@ -124,10 +124,24 @@ def _register_make_run(sub: Subparsers) -> None:
     p.set_defaults(func=_cmd_make_run)
 
 
+def _check_make_run_paths(args: argparse.Namespace) -> None:
+    """Refuse an --out that is not a directory and a --name template with fields beyond the four."""
+    from pathlib import Path
+
+    from pytest_neuronprobe.build.reuse import check_name, format_name
+
+    out = Path(args.out).expanduser()
+    if out.exists() and not out.is_dir():
+        raise NeuronProbeError("--out must be a directory (it is an existing file)", path=out, key="out")
+    if args.name:
+        check_name(format_name(args.name, args.head_type, args.layer, 0, args.seed))
+
+
 def _cmd_make_run(args: argparse.Namespace) -> int:
     from pytest_neuronprobe.build.make_run import make_run
     from pytest_neuronprobe.build.texts import read_texts_file
 
+    _check_make_run_paths(args)
     texts = read_texts_file(args.texts) if args.texts else None
     path = make_run(
         args.out,

@@ -260,6 +260,39 @@ def unlink(relative: Callable[[Path], Path]) -> Callable[[Path], None]:
     return mutate
 
 
+def sparse(relative: Callable[[Path], Path], size: int) -> Callable[[Path], None]:
+    """Grow the file to `size` bytes without writing them (a sparse file): over a size limit, cheaply."""
+
+    def mutate(root: Path) -> None:
+        path = relative(root)
+        with path.open("r+b") as fh:
+            fh.truncate(size)
+
+    return mutate
+
+
+def symlink_to(relative: Callable[[Path], Path], target: str) -> Callable[[Path], None]:
+    """Replace the file with a symlink to `target` (e.g. /dev/zero, which never ends)."""
+
+    def mutate(root: Path) -> None:
+        path = relative(root)
+        path.unlink()
+        path.symlink_to(target)
+
+    return mutate
+
+
+def head_path(root: Path) -> Path:
+    return model_dir(root) / "head.safetensors"
+
+
+def _retype(key: str, dtype: torch.dtype):
+    def change(state):
+        return {**state, key: state[key].to(dtype)}
+
+    return change
+
+
 @dataclass(frozen=True)
 class Err:
     fragments: tuple[str, ...]
@@ -371,6 +404,8 @@ CASES = [
     Case("processing_false", config(processing=False), err("config.json", "[processing]", "compat, raw", "False")),
     Case("processing_unknown", config(processing="fast"), err("config.json", "[processing]", "compat, raw", "'fast'")),
     Case("feature_layer_string", config(feature_layer="last"), err("config.json", "[feature_layer]", "integer")),
+    Case("feature_layer_huge", config(feature_layer=10**30), err("config.json", "[feature_layer]", "out of range")),
+    Case("feature_layer_too_low", config(feature_layer=-3), err("config.json", "[feature_layer]", "[-2, 2)")),
     Case(
         "feature_hook_not_a_vector",
         config(feature_hook="blocks.1.attn.hook_q"),
@@ -453,6 +488,29 @@ CASES = [
     Case("head_zero_bytes", head_bytes(b""), err("head.safetensors", "empty")),
     Case("head_truncated", head_bytes(_half), err("head.safetensors", "truncated or corrupt")),
     Case("head_pt_truncated", head_pt_bytes(_half), err("head.pt", "truncated or corrupt")),
+    Case(
+        "head_int_tensor",
+        head(_retype("output.weight", torch.int64)),
+        err("head.safetensors", "[output.weight]", "int64", "floating-point"),
+    ),
+    Case(
+        "head_bool_tensor",
+        head(_retype("output.bias", torch.bool), fmt="pt"),
+        err("head.pt", "[output.bias]", "bool", "floating-point"),
+    ),
+    Case("head_over_size_limit", sparse(head_path, 2 * 2**30 + 1), err("head.safetensors", "over the limit of 2 GiB")),
+    Case("config_over_size_limit", sparse(config_path, 16 * 2**20 + 1), err("config.json", "over the limit of 16 MiB")),
+    Case(
+        "dataset_over_size_limit",
+        sparse(dataset_path, 2**30 + 1),
+        err("neuron_l1_n31_s0.csv", "over the limit of 1 GiB"),
+    ),
+    Case(
+        "dataset_symlink_dev_zero",
+        symlink_to(dataset_path, "/dev/zero"),
+        err("neuron_l1_n31_s0.csv", "not a regular file"),
+    ),
+    Case("config_symlink_dev_zero", symlink_to(config_path, "/dev/zero"), err("config.json")),
     Case(
         "head_pt_garbage",
         head_bytes(b"this is not a torch file\n" * 10, "head.pt"),

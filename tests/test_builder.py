@@ -510,3 +510,50 @@ def test_cli_help_lists_subcommands(capsys: pytest.CaptureFixture) -> None:
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
     assert "make-run" in out and "demo" in out
+
+
+@pytest.mark.parametrize(
+    "extra, fragments",
+    [
+        (["--out", "{file}"], ["--out must be a directory", "[out]"]),
+        (["--texts", "/dev/null"], ["/dev/null", "expected a regular texts file"]),
+        (["--texts", "{dir}"], ["expected a regular texts file"]),
+        (["--texts", "{empty}"], ["empty.txt", "texts file is empty"]),
+        (["--name", "{layer.__class__.__mro__}"], ["[name]", "{layer.__class__.__mro__} is not allowed"]),
+        (["--name", "{0}"], ["[name]", "{0} is not allowed"]),
+        (["--name", "{head_type[0]}"], ["[name]", "{head_type[0]} is not allowed"]),
+        (["--name", "{seed!r}"], ["[name]", "{seed!r} is not allowed"]),
+        (["--name", "{nope}-{layer}"], ["[name]", "{nope} is not allowed"]),
+        (["--name", "run-{layer"], ["[name]", "bad name template"]),
+    ],
+    ids=[
+        "out_is_file",
+        "texts_dev_null",
+        "texts_dir",
+        "texts_empty",
+        "name_attr",
+        "name_index0",
+        "name_item",
+        "name_conversion",
+        "name_unknown",
+        "name_unclosed",
+    ],
+)
+def test_cli_make_run_refuses_bad_paths_and_names(
+    extra: list[str], fragments: list[str], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "empty.txt").write_bytes(b"")
+    (tmp_path / "dir").mkdir()
+    subs = {"{file}": str(tmp_path / "file"), "{dir}": str(tmp_path / "dir"), "{empty}": str(tmp_path / "empty.txt")}
+    extra = [subs.get(a, a) for a in extra]
+    argv = ["make-run", "--base-model", str(tmp_path / "no-model"), "--layer", "0", "-q"]
+    if "--out" not in extra:
+        argv += ["--out", str(tmp_path / "out")]
+    assert main(argv + extra) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("neuronprobe: error: ") and err.count("\n") == 1, err
+    assert "Traceback" not in err
+    missing = [f for f in fragments if f not in err]
+    assert not missing, f"{missing} not in: {err}"
+    assert not (tmp_path / "out").exists()

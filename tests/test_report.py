@@ -444,7 +444,11 @@ def test_write_report_writes_runs_index_and_results(tmp_path: Path) -> None:
     }
     assert not (tmp_path / "out" / "broken").exists()
     results = json.loads(files.results_json.read_text())
-    assert results == {"header": header, "tests": [r.as_dict() for r in records]}
+    assert {k: v for k, v in results.items() if k != "runs"} == {
+        "header": header,
+        "tests": [r.as_dict() for r in records],
+    }
+    assert set(results["runs"]) == {"good", "broken"} and results["runs"]["good"]["folder"] == "good"
     assert results["tests"][0]["values"] == {"r": 0.9, "x": None} and results["tests"][0]["duration"] == 0.1235
     assert [TestRecord.from_dict(d) for d in results["tests"]][1] == records[1]
     document = files.index_html.read_text(encoding="utf-8")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import string
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -21,16 +22,30 @@ _STAMP_FORMAT = 1
 
 
 def format_name(template: str, head_type: str, layer: int, neuron: int | str, seed: int) -> str:
-    """The run directory name: `template` with {head_type}, {layer}, {neuron}, {seed} filled in."""
-    if "{" not in template:
-        return template
+    """The run directory name: `template` with {head_type}, {layer}, {neuron}, {seed} filled in.
+
+    Parsed with `string.Formatter` and filled by plain lookup: only the four bare field names are
+    accepted (no attribute or index access, conversions or format specs), so a name cannot reach
+    into Python objects.
+    """
+    values = {"head_type": head_type, "layer": layer, "neuron": neuron, "seed": seed}
+    fields = "the fields are {head_type}, {layer}, {neuron}, {seed}"
     try:
-        return template.format(head_type=head_type, layer=layer, neuron=neuron, seed=seed)
-    except (KeyError, IndexError, ValueError) as exc:
-        raise NeuronProbeError(
-            f"bad name template {template!r} ({exc}); the fields are {{head_type}}, {{layer}}, {{neuron}}, {{seed}}",
-            key="name",
-        ) from None
+        parts = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise NeuronProbeError(f"bad name template {template!r} ({exc}); {fields}", key="name") from None
+    out = []
+    for literal, field, spec, conversion in parts:
+        out.append(literal)
+        if field is None:
+            continue
+        if field not in values or spec or conversion:
+            shown = "{" + field + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
+            raise NeuronProbeError(
+                f"bad name template {template!r}: field {shown} is not allowed; {fields}", key="name"
+            )
+        out.append(str(values[field]))
+    return "".join(out)
 
 
 def check_name(name: str) -> None:

@@ -21,8 +21,12 @@ DEFAULT_N_TEXTS = 600
 def read_texts_file(path: str | os.PathLike[str]) -> list[str]:
     """Texts from a file: a CSV (`.csv`) with a `text` column, else one text per non-empty line."""
     p = Path(path).expanduser()
-    if not p.is_file():
+    if not p.exists():
         raise NeuronProbeError("texts file not found", path=p)
+    if not p.is_file():
+        raise NeuronProbeError("expected a regular texts file (not a directory or device)", path=p)
+    if p.stat().st_size == 0:
+        raise NeuronProbeError("texts file is empty", path=p)
     try:
         if p.suffix.lower() == ".csv":
             frame = pd.read_csv(p, dtype=str, keep_default_na=False, na_values=[], encoding="utf-8")

@@ -226,8 +226,11 @@ def _number(c: _Cursor, what: str = "a number") -> float:
         kind, value = c.peek()
     if kind != "num":
         c.fail(f"{what}, found {c.found()}")
+    number = float(value)
+    if math.isinf(number):
+        c.fail(f"a finite number, found {value!r} (too large: it overflows to infinity)")
     c.take()
-    return sign * float(value)
+    return sign * number
 
 
 def _operand(c: _Cursor) -> Operand:
@@ -276,6 +279,8 @@ def _tolerance(c: _Cursor) -> Expr:
     tol = _number(c, "a tolerance (a number)")
     if tol < 0:
         c.fail("a non-negative tolerance")
+    if not centre.baseline and math.isinf(abs(centre.value) + tol):
+        c.fail(f"a centre and tolerance whose sum is finite, found {format_literal(centre.value)} +- {tol!r}", 0)
     c.expect_end()
     return Expr("+-", centre, Operand(tol), text=c.text.strip())
 

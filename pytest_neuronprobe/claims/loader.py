@@ -17,6 +17,9 @@ so quote expressions that start with ``>``::
     patching.r_squared:
       expect: ">= baseline - 0.05"
       run: "gpt2_*"               # this claim only
+    patching.direct_fraction:
+      expect: ">= 0.5"
+      xfail: "too few samples yet"  # expected to fail (strict: a pass fails the session)
 """
 
 from __future__ import annotations
@@ -36,7 +39,32 @@ CLAIM_FILE_PATTERNS = ("neuron_claims*.yaml", "neuron_claims*.yml", "*.neuron.ya
 
 _STR_TAG = "tag:yaml.org,2002:str"
 _OPTION_KEYS = ("judge", "run")
-_CLAIM_KEYS = ("expect", "judge", "run")
+_CLAIM_KEYS = ("expect", "judge", "run", "xfail")
+#: How deeply lists and mappings may nest in a claims file (a claim needs three levels).
+MAX_DEPTH = 64
+
+
+class _TooDeep(Exception):
+    def __init__(self, line: int) -> None:
+        super().__init__(line)
+        self.line = line
+
+
+class _Loader(yaml.SafeLoader):
+    """A safe loader that refuses nesting deeper than :data:`MAX_DEPTH` (instead of recursing)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node | None:
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise _TooDeep(int(self.peek_event().start_mark.line) + 1)  # type: ignore[no-untyped-call]
+            return super().compose_node(parent, index)  # type: ignore[arg-type]
+        finally:
+            self._depth -= 1
 
 
 def _line(node: yaml.Node) -> int:
@@ -82,11 +110,22 @@ def _judge(node: yaml.Node, path: Path, key: str) -> str:
 def _compose(path: Path) -> yaml.Node | None:
     """The file's YAML node tree (``None`` for an empty file)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except OSError as exc:
         raise NeuronProbeError(f"cannot read claims file: {exc.strerror or exc}", path=path) from None
     try:
-        root: yaml.Node | None = yaml.compose(text, Loader=yaml.SafeLoader)
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        bom = " (it starts with a UTF-16 byte-order mark)" if data[:2] in (b"\xff\xfe", b"\xfe\xff") else ""
+        line = data[: exc.start].count(b"\n") + 1
+        message = f"a claims file must be UTF-8 text{bom}; byte {data[exc.start]:#04x} is not UTF-8: save it as UTF-8"
+        raise _err(path, line, None, message) from None
+    try:
+        root: yaml.Node | None = yaml.compose(text.removeprefix("\ufeff"), Loader=_Loader)
+    except _TooDeep as exc:
+        raise _err(path, exc.line, None, f"lists and mappings nest more than {MAX_DEPTH} deep") from None
+    except RecursionError:
+        raise NeuronProbeError(f"lists and mappings nest too deeply (limit {MAX_DEPTH})", path=path) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else 1
@@ -128,9 +167,9 @@ def _file_options(root: yaml.MappingNode, path: Path, judge: str) -> tuple[str, 
 
 def _claim_mapping(
     v: yaml.MappingNode, path: Path, metric: str, judge: str, run: str | None
-) -> tuple[yaml.Node, str, str | None]:
-    """``expect``, ``judge`` and ``run`` of a claim written as a mapping."""
-    exprs = None
+) -> tuple[yaml.Node, str, str | None, str | None]:
+    """``expect``, ``judge``, ``run`` and ``xfail`` of a claim written as a mapping."""
+    exprs = xfail = None
     for key, kk, vv in _pairs(v, path, metric):
         if key == "expect":
             exprs = vv
@@ -138,17 +177,21 @@ def _claim_mapping(
             judge = _judge(vv, path, f"{metric}.judge")
         elif key == "run":
             run = _scalar_str(vv, path, f"{metric}.run", "a glob over run names")
+        elif key == "xfail":
+            xfail = _scalar_str(vv, path, f"{metric}.xfail", "a reason why the claim is expected to fail").strip()
+            if not xfail:
+                raise _err(path, vv, f"{metric}.xfail", "expected a reason why the claim is expected to fail, got ''")
         else:
             raise _err(path, kk, f"{metric}.{key}", f"unknown key; a claim mapping has {', '.join(_CLAIM_KEYS)}")
     if exprs is None:
         raise _err(path, v, metric, "a claim mapping needs 'expect: <expression>'")
-    return exprs, judge, run
+    return exprs, judge, run, xfail
 
 
 def _claims_of(metric: str, v: yaml.Node, path: Path, judge: str, run: str | None) -> list[Claim]:
-    exprs = v
+    exprs, xfail = v, None
     if isinstance(v, yaml.MappingNode):
-        exprs, judge, run = _claim_mapping(v, path, metric, judge, run)
+        exprs, judge, run, xfail = _claim_mapping(v, path, metric, judge, run)
     items = exprs.value if isinstance(exprs, yaml.SequenceNode) else [exprs]
     if not items:
         raise _err(path, exprs, metric, "expected at least one expression, got an empty list")
@@ -160,7 +203,16 @@ def _claims_of(metric: str, v: yaml.Node, path: Path, judge: str, run: str | Non
         except NeuronProbeError as exc:
             raise _err(path, item, metric, str(exc)) from None
         claims.append(
-            Claim(metric, expr, f"{metric} {expr.text}", source=str(path), line=_line(item), judge=judge, run=run)
+            Claim(
+                metric,
+                expr,
+                f"{metric} {expr.text}",
+                source=str(path),
+                line=_line(item),
+                judge=judge,
+                run=run,
+                xfail=xfail,
+            )
         )
     return claims
 

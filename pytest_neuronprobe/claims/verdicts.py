@@ -50,6 +50,8 @@ class Claim:
     judge: str = "bound"
     #: Glob over run names this claim applies to; ``None``: every run.
     run: str | None = None
+    #: Why the claim is expected to fail (its items are strict xfail); ``None``: expected to hold.
+    xfail: str | None = None
 
     def __post_init__(self) -> None:
         if self.judge not in JUDGES:

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from pytest_neuronprobe.core.errors import NeuronProbeError
+from pytest_neuronprobe.core.files import MAX_HEAD_BYTES, check_input_file
 
 if TYPE_CHECKING:  # pragma: no cover
     from transformers import PreTrainedTokenizerBase
@@ -21,9 +22,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """Read `head.pt` (`weights_only=True`: never runs pickled code) or `head.safetensors`."""
-    if not path.is_file():
-        raise NeuronProbeError("head file is missing", path=path)
-    if path.stat().st_size == 0:
+    if check_input_file(path, MAX_HEAD_BYTES, "head file", "a state dict of tensors") == 0:
         raise NeuronProbeError("head file is empty (0 bytes)", path=path)
     try:
         if path.suffix == ".safetensors":
@@ -54,6 +53,13 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
     ):
         raise NeuronProbeError("expected a state dict mapping names to tensors", path=path)
+    for key, value in state.items():
+        if not value.is_floating_point():
+            raise NeuronProbeError(
+                f"tensor has dtype {str(value.dtype).removeprefix('torch.')}; expected a floating-point dtype",
+                path=path,
+                key=key,
+            )
     return {k: v.detach().to(torch.float32) for k, v in state.items()}
 
 

@@ -130,6 +130,12 @@ def open_probe(run: Run, device: str | torch.device | None = "auto") -> Probe:
     elif cfg.feature_hook:
         feature = cfg.feature_hook
     else:
+        if not -n_layers <= cfg.feature_layer < n_layers:  # a huge value would wrap to some layer
+            raise NeuronProbeError(
+                f"feature_layer {cfg.feature_layer} is out of range [-{n_layers}, {n_layers})",
+                path=run.config_path,
+                key="feature_layer",
+            )
         feature = f"blocks.{cfg.feature_layer % n_layers}.hook_resid_post"
     if not model.has_hook(feature):
         raise NeuronProbeError(

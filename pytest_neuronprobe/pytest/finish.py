@@ -106,8 +106,8 @@ def pairs(state: NeuronSession) -> tuple[dict[str, BaselinePair | None] | None, 
     return out, why
 
 
-def report_of(results: RunResults) -> RunReport:
-    """The report's view of one run's results."""
+def report_of(results: RunResults, path: str | None = None) -> RunReport:
+    """The report's view of one run's results (``path``: the run's resolved path, for its folder name)."""
     from pytest_neuronprobe.report.files import RunReport
 
     summary = dict(results.summary)
@@ -120,6 +120,7 @@ def report_of(results: RunResults) -> RunReport:
         patching_arrays=results.patching_arrays,
         null_values=results.null_values,
         error=results.error,
+        path=path,
     )
 
 
@@ -127,6 +128,18 @@ def _path_of(state: NeuronSession, label: str) -> str:
     if label in state.entries:
         return str(state.entries[label].path)
     return state.remote_paths.get(label, "?")
+
+
+def _known_path(state: NeuronSession, label: str) -> str | None:
+    path = _path_of(state, label)
+    return None if path == "?" else path
+
+
+def folders(state: NeuronSession) -> dict[str, str]:
+    """Each gathered run's folder name in the report and the baseline directory (unique in the session)."""
+    from pytest_neuronprobe.report.files import run_folders
+
+    return run_folders([(label, _known_path(state, label)) for label in state.final])
 
 
 def _write_report(state: NeuronSession, out_dir: Path, out: FinishResult) -> None:
@@ -146,7 +159,12 @@ def _write_report(state: NeuronSession, out_dir: Path, out: FinishResult) -> Non
     records = sorted(state.records, key=lambda r: (r.order, r.nodeid))
     state.say(f"writing the report: {len(state.final)} run(s) to {out_dir}")
     files = write_report(
-        out_dir, [report_of(r) for r in state.final.values()], records, header, baselines=state.pairs, history=history
+        out_dir,
+        [report_of(r, _known_path(state, label)) for label, r in state.final.items()],
+        records,
+        header,
+        baselines=state.pairs,
+        history=history,
     )
     out.index_html = files.index_html
     out.report_files = files.run_files
@@ -156,7 +174,6 @@ def _write_baseline(state: NeuronSession, path: Path, out: FinishResult) -> None
     from pytest_neuronprobe.baseline import load_summaries
     from pytest_neuronprobe.core.atomic import write_json_atomic
     from pytest_neuronprobe.core.jsonable import jsonable
-    from pytest_neuronprobe.report.files import safe_run_name
 
     good = {label: r for label, r in state.final.items() if r.error is None and r.has_projection and r.has_patching}
     if not good:
@@ -172,8 +189,9 @@ def _write_baseline(state: NeuronSession, path: Path, out: FinishResult) -> None
         (results,) = good.values()
         out.baseline_files.append(write_json_atomic(path, jsonable(results.summary)))
         return
+    names = folders(state)
     for label, results in good.items():
-        target = path / safe_run_name(label) / "summary.json"
+        target = path / names[label] / "summary.json"
         out.baseline_files.append(write_json_atomic(target, jsonable(results.summary)))
     with contextlib.suppress(NeuronProbeError):  # the summaries were just written; listing the rest is a courtesy
         out.baseline_untouched = [n for n in load_summaries(path) if n not in good]

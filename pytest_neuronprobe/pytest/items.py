@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, NoReturn
 import pytest
 
 from pytest_neuronprobe.claims.loader import CLAIM_FILE_PATTERNS, load_claims
-from pytest_neuronprobe.claims.metrics import PAIR_METRICS, Metric, claim_needs, flatten
-from pytest_neuronprobe.claims.verdicts import Claim, Verdict, evaluate
+from pytest_neuronprobe.claims.metrics import KNOWN_METRICS, PAIR_METRICS, Metric, claim_needs, flatten
+from pytest_neuronprobe.claims.verdicts import Claim, Verdict, evaluate, missing_message
 from pytest_neuronprobe.core.errors import NeuronProbeError
 from pytest_neuronprobe.pytest.fixtures import no_run, prop
 from pytest_neuronprobe.pytest.stash import session_of
@@ -32,6 +32,10 @@ def collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector 
 def _skip(reason: str) -> NoReturn:
     """Skip the running claim; the skip is reported at the claim's line, not at this code."""
     raise pytest.skip.Exception(reason, _use_item_location=True)
+
+
+class ClaimsWarning(pytest.PytestWarning):
+    """A claims file says something the session cannot act on (e.g. a run glob that matches no run)."""
 
 
 class ClaimFailed(Exception):
@@ -57,9 +61,22 @@ class ClaimsFile(pytest.File):
             if not labels:
                 yield ClaimItem.from_parent(self, name=base, claim=claim, label=None, needs=needs)
                 continue
-            for label in labels:
-                if claim.applies_to(label) or claim.applies_to(state.run(label).name):
-                    yield ClaimItem.from_parent(self, name=f"{base}[{label}]", claim=claim, label=label, needs=needs)
+            matched = [lb for lb in labels if claim.applies_to(lb) or claim.applies_to(state.run(lb).name)]
+            if not matched:
+                self._unmatched(claim, labels, state.settings.require_run)
+            for label in matched:
+                yield ClaimItem.from_parent(self, name=f"{base}[{label}]", claim=claim, label=label, needs=needs)
+
+    def _unmatched(self, claim: Claim, labels: list[str], require_run: bool) -> None:
+        """A claim whose run glob matches none of the session's runs: a warning (an error with
+        --neuron-require-run), never silently dropped."""
+        message = (
+            f"claim {claim.text!r} ({claim.where}) is not checked: its run glob {claim.run!r} "
+            f"matches none of this session's runs ({', '.join(labels)})"
+        )
+        if require_run:
+            raise self.CollectError(f"claims file {self.path}: {message} (an error with --neuron-require-run)")
+        self.warn(ClaimsWarning(message))
 
 
 class ClaimItem(pytest.Item):
@@ -71,6 +88,8 @@ class ClaimItem(pytest.Item):
         self.label = label
         self.needs = needs
         self.verdict: Verdict | None = None
+        if claim.xfail is not None:
+            self.add_marker(pytest.mark.xfail(reason=claim.xfail, strict=True, raises=ClaimFailed))
 
     def runtest(self) -> None:
         state = session_of(self.config)
@@ -79,6 +98,9 @@ class ClaimItem(pytest.Item):
             return
         projection, patching = self.needs
         metrics = dict(state.metrics(self.label, projection=projection, patching=patching))
+        metric = self.claim.metric
+        if self.claim.xfail is not None and metric not in metrics and metric not in (*KNOWN_METRICS, *PAIR_METRICS):
+            raise NeuronProbeError(missing_message(metric, metrics))  # a typo is not an expected failure
         ref, pair_note = self.claim.expr.ref, ""
         baseline = None
         if ref == "baseline" or self.claim.metric in PAIR_METRICS:

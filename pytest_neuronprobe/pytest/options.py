@@ -358,6 +358,38 @@ class _Resolver:
         return cache_dir
 
 
+def _is_summary_file(path: Path) -> bool:
+    """Whether ``path`` holds a neuronprobe summary (a JSON object with "projections" or "patching")."""
+    import json
+
+    try:
+        with path.open("rb") as handle:
+            data = json.loads(handle.read(64 * 1024 * 1024 + 1))
+    except (OSError, ValueError, RecursionError):
+        return False
+    return isinstance(data, dict) and ("projections" in data or "patching" in data)
+
+
+def check_baseline_target(path: Path) -> None:
+    """Refuse, in one line, a --neuron-update-baseline target where no baseline lives: only a directory
+    (or a path to create one at) or a ``.json`` file that is absent or already a summary may be written."""
+    where = "--neuron-update-baseline: refusing to write the baseline to"
+    if path.is_dir():
+        return
+    if path.exists() and not path.is_file():
+        raise pytest.UsageError(f"{where} {path}: not a regular file or directory")
+    if path.suffix.lower() == ".json":
+        if path.is_file() and not _is_summary_file(path):
+            raise pytest.UsageError(
+                f'{where} {path}: it exists and is not a neuronprobe summary (no "projections" or "patching")'
+            )
+        return
+    if path.exists():
+        raise pytest.UsageError(
+            f"{where} {path}: an existing file that is not a .json summary (pass a directory or a .json path)"
+        )
+
+
 def settings_from_config(config: pytest.Config) -> Settings:
     """Resolve every option (command line > ini > default) into :class:`Settings`; bad values are usage errors."""
     resolve = _Resolver(config)
@@ -369,6 +401,8 @@ def settings_from_config(config: pytest.Config) -> Settings:
     update = resolve.value("neuron_update_baseline", parse_bool, False)
     if update and baseline is None:
         raise pytest.UsageError("--neuron-update-baseline needs --neuron-baseline PATH (where to write)")
+    if update and baseline is not None:
+        check_baseline_target(baseline)
     if baseline is not None and not update and not baseline.exists():
         raise pytest.UsageError(
             f"--neuron-baseline: no such file or directory: {baseline} (create it with --neuron-update-baseline)"

@@ -3,6 +3,7 @@ and ``<out>/results.json``; and the plain records it is written from (:class:`Ru
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -32,6 +33,8 @@ class RunReport:
     null_values: npt.NDArray[np.float64] | None = None
     null_label: str = "random directions"
     error: str | None = None
+    #: The run's resolved path (its folder's digest, when its name is not a safe folder name as it is).
+    path: str | None = None
 
 
 @dataclass
@@ -105,22 +108,79 @@ class ReportFiles:
 
 
 def safe_run_name(name: str) -> str:
-    """A file-system-safe directory name for a run."""
+    """A file-system-safe directory name for a run (sanitised and truncated; see :func:`run_folder_name`)."""
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", str(name)).strip("._-")
     return safe[:120] or "run"
 
 
-def run_dir_of(out_dir: str | os.PathLike[str], name: str) -> Path:
-    """A run's folder in a report directory: ``<out>/<safe name>``."""
-    return Path(out_dir) / safe_run_name(name)
+def _digest(name: str, path: str | os.PathLike[str] | None) -> str:
+    key = str(Path(path).expanduser().resolve()) if path is not None else f"name:{name}"
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+
+
+def run_folder_name(name: str, path: str | os.PathLike[str] | None = None) -> str:
+    """A run's folder name: the name itself when it is safe as it is, else the sanitised name plus
+    ``-`` and 8 hex digits of the sha256 of the run's resolved path (of the name, without a path)."""
+    safe = safe_run_name(name)
+    return safe if safe == str(name) else f"{safe}-{_digest(name, path)}"
+
+
+def run_folders(runs: Sequence[tuple[str, str | os.PathLike[str] | None]]) -> dict[str, str]:
+    """Each run's folder name (label -> folder), unique among ``runs`` (label, path), in order; names
+    that would still clash (also by case alone) get the digest, then a counter."""
+    out: dict[str, str] = {}
+    taken: set[str] = set()
+    for label, path in runs:
+        if label in out:
+            continue
+        folder = run_folder_name(label, path)
+        if folder.lower() in taken:
+            folder = f"{safe_run_name(label)}-{_digest(label, path)}"
+        base, n = folder, 2
+        while folder.lower() in taken:
+            folder, n = f"{base}-{n}", n + 1
+        out[label] = folder
+        taken.add(folder.lower())
+    return out
+
+
+def _folders_of(runs: Sequence[RunReport], out_dir: Path | None = None) -> dict[str, str]:
+    """Each run's folder; a run without a path (e.g. merged from shards) keeps the folder in ``out_dir``
+    whose summary names it, if there is one."""
+    out = run_folders([(report.name, report.path) for report in runs])
+    if out_dir is None:
+        return out
+    for report in runs:
+        if report.path is None and not (out_dir / out[report.name]).is_dir():
+            out[report.name] = _existing_folder(out_dir, report.name) or out[report.name]
+    return out
+
+
+def _existing_folder(out_dir: Path, name: str) -> str | None:
+    import glob
+    import json
+
+    for folder in sorted(out_dir.glob(glob.escape(safe_run_name(name)) + "-*")):
+        try:
+            run = json.loads((folder / "summary.json").read_text(encoding="utf-8")).get("run")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(run, Mapping) and run.get("name") == name:
+            return folder.name
+    return None
+
+
+def run_dir_of(out_dir: str | os.PathLike[str], name: str, path: str | os.PathLike[str] | None = None) -> Path:
+    """A run's folder in a report directory: ``<out>/<folder name>`` (see :func:`run_folder_name`)."""
+    return Path(out_dir) / run_folder_name(name, path)
 
 
 def write_run_report(report: RunReport, out_dir: str | os.PathLike[str]) -> dict[str, Path]:
-    """Write ``out_dir/<safe name>/summary.json`` and every plot that has data (those unchanged since
+    """Write ``out_dir/<folder>/summary.json`` and every plot that has data (those unchanged since
     the last write are kept); return their paths."""
     from pytest_neuronprobe.report.figure_cache import plan_figures, render_plans  # matplotlib: only when writing
 
-    run_dir = run_dir_of(out_dir, report.name)
+    run_dir = run_dir_of(out_dir, report.name, report.path)
     paths: dict[str, Path] = {"summary": write_json_atomic(run_dir / "summary.json", report.summary)}
     plan = plan_figures(report, run_dir)
     render_plans([plan])
@@ -135,12 +195,15 @@ def write_index(
     *,
     baselines: Mapping[str, BaselinePair | None] | None = None,
     history: Sequence[HistoryEntry] = (),
+    folders: Mapping[str, str] | None = None,
 ) -> Path:
     """Write ``out_dir/index.html`` alone, from the runs' report data and their folders already in
-    ``out_dir`` (``<out>/<safe name>/*.png``, linked; e.g. after merging report directories)."""
+    ``out_dir`` (``<out>/<folder>/*.png``, linked; e.g. after merging report directories); ``folders``:
+    label -> folder (default: :func:`run_folders`)."""
     from pytest_neuronprobe.report.html import write_index_html
 
-    listed = [(report, run_dir_of(out_dir, report.name)) for report in runs]
+    folders = _folders_of(runs, Path(out_dir)) if folders is None else folders
+    listed = [(report, Path(out_dir) / folders[report.name]) for report in runs]
     tests = [r.as_dict() for r in records]
     return write_index_html(out_dir, listed, tests, header, baselines=baselines, history=history)
 
@@ -155,7 +218,8 @@ def write_report(
     history: Sequence[HistoryEntry] = (),
 ) -> ReportFiles:
     """Write every run's report (runs with an error get none, but are listed), ``index.html`` and
-    ``results.json`` (``{"header": header, "tests": [record, ...]}``) into ``out_dir``.
+    ``results.json`` (``{"header": header, "tests": [record, ...], "runs": {label: {"folder", "path"}}}``)
+    into ``out_dir``; each run's folder is unique (:func:`run_folders`).
 
     ``baselines``: each run's baseline pair (None: none for that run; no mapping: no baseline given),
     for the Δ columns; ``history``: earlier sessions' entries, for the trends."""
@@ -165,16 +229,18 @@ def write_report(
     out.mkdir(parents=True, exist_ok=True)
     run_files: dict[str, dict[str, Path]] = {}
     plans = []
+    folders = _folders_of(runs)
     for report in runs:
         if report.error:
             continue
-        run_dir = run_dir_of(out, report.name)
+        run_dir = out / folders[report.name]
         run_files[report.name] = {"summary": write_json_atomic(run_dir / "summary.json", report.summary)}
         plans.append(plan_figures(report, run_dir))
     render_plans(plans)
     for plan in plans:
         run_files[plan.report.name].update(plan.paths)
-    index = write_index(out, runs, records, header, baselines=baselines, history=history)
+    index = write_index(out, runs, records, header, baselines=baselines, history=history, folders=folders)
     tests = [r.as_dict() for r in records]
-    results = write_json_atomic(out / "results.json", {"header": header, "tests": tests})
+    mapping = {report.name: {"folder": folders[report.name], "path": report.path} for report in runs}
+    results = write_json_atomic(out / "results.json", {"header": header, "tests": tests, "runs": mapping})
     return ReportFiles(index_html=index, results_json=results, run_files=run_files)
