@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -35,6 +36,7 @@ __all__ = [
     "NeuronIdentity",
     "Pairing",
     "Summary",
+    "check_summary",
     "differences",
     "load_summaries",
     "load_summary",
@@ -44,20 +46,70 @@ __all__ = [
 Summary = dict[str, Any]
 
 
-def _read_json(path: Path) -> Summary:
+#: The most digits an integer in a summary may have: a float holds at most about 1.8e308.
+_MAX_DIGITS = 308
+
+
+class _TooLarge(ValueError):
+    """A JSON number too large to be a metric (an integer past a float's range, a float literal past it)."""
+
+
+def _parse_int(text: str) -> int:
+    if len(text.lstrip("-")) > _MAX_DIGITS:
+        raise _TooLarge(f"an integer of {len(text.lstrip('-'))} digits")
+    return int(text)
+
+
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise _TooLarge(f"{text[:40]}{'…' if len(text) > 40 else ''} overflows to infinity")
+    return value
+
+
+def _decode(path: Path) -> object:
+    """The JSON value in ``path``; whatever it holds, a failure is a NeuronProbeError naming it and why."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise NeuronProbeError(f"cannot read summary: {exc.strerror or exc}", path=path) from None
+    except UnicodeDecodeError:
+        why = "not UTF-8 text (a binary file, or UTF-16?); expected a summary.json as neuronprobe writes it"
+        raise NeuronProbeError(why, path=path) from None
     try:
-        data = json.loads(text)
+        return json.loads(text, parse_int=_parse_int, parse_float=_parse_float)
     except json.JSONDecodeError as exc:
-        raise NeuronProbeError(f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}", path=path) from None
+        why = f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+    except RecursionError:
+        why = "its JSON is nested too deeply to be a summary.json"
+    except _TooLarge as exc:
+        why = f"a number in it is too large to read ({exc})"
+    except (ValueError, OverflowError) as exc:
+        why = f"cannot read it as a summary.json: {exc}"
+    raise NeuronProbeError(why, path=path)
+
+
+def _read_json(path: Path) -> Summary:
+    """The summary in ``path``, its metrics checked readable (:func:`check_summary`)."""
+    data = _decode(path)
     if not isinstance(data, dict):
         raise NeuronProbeError(f"expected a JSON object (a summary.json), got {type(data).__name__}", path=path)
     if "projections" not in data and "patching" not in data:
         raise NeuronProbeError("not a neuronprobe summary.json (no 'projections' or 'patching' key)", path=path)
+    check_summary(data, path)
     return data
+
+
+def check_summary(summary: Mapping[str, object], path: Path | str | None = None) -> None:
+    """Raise NeuronProbeError (naming ``path``) unless every metric of ``summary`` reads as a number or null."""
+    from pytest_neuronprobe.claims.metrics import flatten
+
+    try:
+        flatten(summary)
+    except NeuronProbeError as exc:
+        raise NeuronProbeError(f"not a usable summary.json: {exc}", path=path) from None
+    except (ValueError, OverflowError, RecursionError) as exc:
+        raise NeuronProbeError(f"a value is not a usable number ({exc})", path=path) from None
 
 
 def _run_name(summary: Mapping[str, object], path: Path) -> str:

@@ -378,3 +378,73 @@ def test_runs_sharing_a_model_by_content_each_name_their_own(regression_run: Pat
     for run, record in zip(runs, records, strict=True):
         assert Path(record["model_source"]).is_relative_to(run)
     assert records[0]["model_sha256"] == records[1]["model_sha256"] is not None
+
+
+def test_a_copy_of_a_run_is_served_from_cache_under_its_own_name(run_copy: Path, tmp_path: Path) -> None:
+    cache_dir = tmp_path / "cache"
+    p1, q1, _ = _analyse(run_copy, cache_dir)
+    copy = _copy_run(run_copy, tmp_path / "elsewhere" / "the-copy")
+    p2, q2, s2 = _analyse(copy, cache_dir)
+    assert _cached(s2) == 2  # byte-identical inputs: no recomputation (issue #13: no run identity in entries)
+    assert p1.run_name == q1.run_name == run_copy.name
+    assert p2.run_name == q2.run_name == "the-copy"
+    assert "the-copy" in repr(p2) and "the-copy" in repr(q2)
+    assert run_copy.name not in repr(p2) and run_copy.name not in repr(q2)
+    assert all(run_copy.name.encode() not in e.read_bytes() for e in _entries(cache_dir))
+
+
+def _meta(entry: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    with np.load(entry, allow_pickle=False) as npz:
+        meta = json.loads(bytes(npz["__meta__"]).decode("utf-8"))
+        rest = {n: npz[n] for n in npz.files if n != "__meta__"}
+    return meta, rest
+
+
+def _field(tree: Any, name: str) -> list[Any]:
+    """The [name, value] pair of dataclass field `name` in an encoded tree."""
+    return next(pair for pair in tree["v"] if pair[0] == name)  # type: ignore[no-any-return]
+
+
+def test_an_edited_number_is_a_miss_judged_on_the_real_number(run_copy: Path, tmp_path: Path) -> None:
+    cache_dir = tmp_path / "cache"
+    s1 = _session(run_copy, cache_dir)
+    p1 = s1.projection(s1.labels[0], s1.projection_options(PROJ))
+    (entry,) = _entries(cache_dir)
+    meta, rest = _meta(entry)
+    r = _field(_field(meta["value"], "head")[1], "r")
+    real, r[1] = r[1], -0.5
+    assert isinstance(real, float) and real != -0.5  # a claim `head.r > 0` flips; key and old checksum kept
+    edited = json.dumps(meta, separators=(",", ":")).encode("utf-8")
+    np.savez(entry, __meta__=np.frombuffer(edited, dtype=np.uint8), **rest)
+    assert C.decode(json.loads(edited)["value"], rest).head.r == -0.5  # type: ignore[attr-defined]  # what trusting it would give
+    s2 = _session(run_copy, cache_dir)
+    with pytest.warns(UserWarning, match=f"ignoring entry {entry}.*checksum") as record:
+        p2 = s2.projection(s2.labels[0], s2.projection_options(PROJ))
+    assert len([w for w in record if "neuronprobe cache" in str(w.message)]) == 1
+    assert _cached(s2) == 0 and p2.head.r == real and p2.head.r == p1.head.r
+    s3 = _session(run_copy, cache_dir)  # rewritten by the recomputed result
+    assert s3.projection(s3.labels[0], s3.projection_options(PROJ)).head.r == real and _cached(s3) == 1
+
+
+def test_a_wrong_type_entry_is_recomputed_and_rewritten(run_copy: Path, tmp_path: Path) -> None:
+    cache_dir = tmp_path / "cache"
+    s1 = _session(run_copy, cache_dir)
+    p1 = s1.projection(s1.labels[0], s1.projection_options(PROJ))
+    key = _entries(cache_dir)[0].stem
+    assert C.ResultCache(cache_dir).put(key, {"head": 1.0})  # valid checksum and key, wrong type
+    s2 = _session(run_copy, cache_dir)
+    with pytest.warns(UserWarning, match="not the expected result") as record:
+        p2 = s2.projection(s2.labels[0], s2.projection_options(PROJ))
+        assert C.ResultCache(cache_dir).get(key) is not None  # rewritten already
+        assert s2.cache is not None and s2.cache.put(key, {"head": 1.0})
+        assert s2.cache.get(key, C.expected_shape(ProjectionOptions())) is None
+    assert len([w for w in record if "neuronprobe cache" in str(w.message)]) == 1 and _cached(s2) == 0
+    _same(p1, p2)
+
+
+def test_an_unwritable_cache_dir_warns_once(run_copy: Path, tmp_path: Path) -> None:
+    (cache_dir := tmp_path / "not-a-dir").write_text("a file where the cache directory should be\n")
+    with pytest.warns(UserWarning, match="cannot write to") as record:
+        _, _, s = _analyse(run_copy, cache_dir)
+    assert len([w for w in record if "neuronprobe cache" in str(w.message)]) == 1
+    assert s.counters.analyses == 2 and _cached(s) == 0

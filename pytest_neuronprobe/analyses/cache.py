@@ -9,7 +9,15 @@ The key is a sha256 over everything the numbers depend on (:func:`analysis_key`)
 torch's and transformer_lens's versions, the content of every file of a local base model
 (memoised per (path, size, mtime_ns)), the run's head file, config.json and dataset CSV, the
 target layer/neuron, the analysis kind and its options, and the device. Writes are atomic
-(temp file + os.replace); an unreadable entry is a miss and is overwritten by the recomputed one.
+(temp file + os.replace).
+
+Entries carry no run identity: results are stored with an empty ``run_name`` and the session names
+them after the run it is analysing (:func:`with_run_name`), so a byte-identical copy of a run elsewhere
+is served under its own name. Each entry holds a sha256 (``__sha256__``) over its JSON meta and every
+array (name, dtype, shape, bytes), verified on read: an edited, truncated, foreign or wrong-typed entry
+is a miss, warned about once per cache object (one session), and overwritten by the recomputed result.
+A cache directory that cannot be written warns once. The cache is a trust boundary like the code: a
+hostile entry with a correct checksum is read as the truth (see README "Caching and scale").
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ import io
 import json
 import math
 import os
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
@@ -43,7 +52,7 @@ Tree: TypeAlias = Any
 Arrays: TypeAlias = dict[str, npt.NDArray[Any]]
 
 #: Bump when the encoding or the result classes change incompatibly.
-FORMAT = 1
+FORMAT = 2
 SUFFIX = ".npz"
 
 
@@ -192,21 +201,80 @@ def decode(tree: Tree, arrays: Mapping[str, npt.NDArray[Any]]) -> object:
     return dec(tree)
 
 
+CHECKSUM = "__sha256__"
+
+
+def checksum(meta: bytes, arrays: Mapping[str, npt.NDArray[Any]]) -> str:
+    """sha256 over the encoded meta and every array's name, dtype, shape and bytes (sorted by name)."""
+    h = hashlib.sha256()
+    h.update(len(meta).to_bytes(8, "little") + meta)
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        head = json.dumps([name, a.dtype.str, list(a.shape)], separators=(",", ":")).encode("utf-8")
+        h.update(len(head).to_bytes(8, "little") + head)
+        h.update(a.nbytes.to_bytes(8, "little") + a.tobytes())
+    return h.hexdigest()
+
+
+def without_run_name(value: object) -> object:
+    """`value` (a result or a tuple of results) with every ``run_name`` emptied: entries carry no run identity."""
+    return with_run_name(value, "")
+
+
+def with_run_name(value: object, name: str) -> object:
+    """`value` (a result or a tuple of results) named after the run `name` (dataclasses.replace)."""
+    if isinstance(value, tuple):
+        return tuple(with_run_name(v, name) for v in value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type) and hasattr(value, "run_name"):
+        return dataclasses.replace(value, run_name=name)
+    return value
+
+
 def dumps(obj: object, key: str) -> bytes:
-    tree, arrays = encode(obj)
+    tree, arrays = encode(without_run_name(obj))
     meta = json.dumps({"format": FORMAT, "key": key, "value": tree}, separators=(",", ":"), allow_nan=False)
+    raw = meta.encode("utf-8")
+    digest = np.frombuffer(checksum(raw, arrays).encode("ascii"), dtype=np.uint8)
     buf = io.BytesIO()
-    np.savez(buf, __meta__=np.frombuffer(meta.encode("utf-8"), dtype=np.uint8), **arrays)  # type: ignore[arg-type]  # numpy's stub reads ** as allow_pickle
+    np.savez(buf, __meta__=np.frombuffer(raw, dtype=np.uint8), **{CHECKSUM: digest}, **arrays)  # type: ignore[arg-type]  # numpy's stub reads ** as allow_pickle
     return buf.getvalue()
 
 
 def loads(data: str | os.PathLike[str] | io.BytesIO, key: str) -> object:
     with np.load(data, allow_pickle=False) as npz:
-        meta = json.loads(bytes(npz["__meta__"]).decode("utf-8"))
-        if meta.get("format") != FORMAT or meta.get("key") != key:
-            raise CacheFormatError("entry written for another key or format")
-        arrays = {name: npz[name] for name in npz.files if name != "__meta__"}
+        if "__meta__" not in npz.files or CHECKSUM not in npz.files:
+            raise CacheFormatError("entry without meta or checksum")
+        raw = bytes(npz["__meta__"])
+        arrays = {name: npz[name] for name in npz.files if name not in ("__meta__", CHECKSUM)}
+        if bytes(npz[CHECKSUM]).decode("ascii", "replace") != checksum(raw, arrays):
+            raise CacheFormatError("checksum mismatch (the entry was changed)")
+    meta = json.loads(raw.decode("utf-8"))
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("key") != key:
+        raise CacheFormatError("entry written for another key or format")
     return decode(meta["value"], arrays)
+
+
+def expected_shape(options: object) -> tuple[type, ...] | type:
+    """The class (or tuple of classes, for the joint analysis) an entry for `options` must decode to."""
+    from pytest_neuronprobe.analyses.patching_fit import PatchingResult
+    from pytest_neuronprobe.analyses.projection import ProjectionResult
+
+    kind = getattr(options, "kind", None)
+    if kind == "projection":
+        return ProjectionResult
+    if kind == "patching":
+        return PatchingResult
+    return (ProjectionResult, PatchingResult)
+
+
+def has_shape(value: object, shape: tuple[type, ...] | type) -> bool:
+    if isinstance(shape, tuple):
+        return (
+            isinstance(value, tuple)
+            and len(value) == len(shape)
+            and all(type(v) is c for v, c in zip(value, shape, strict=True))
+        )
+    return type(value) is shape
 
 
 # ---------------------------------------------------------------------------------------------
@@ -219,25 +287,51 @@ class ResultCache:
 
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         self.directory = Path(directory)
+        #: Entry files already warned about, and whether the unwritable-directory warning was given.
+        self._warned: set[Path] = set()
+        self._unwritable = False
 
     def path(self, key: str) -> Path:
         return self.directory / key[:2] / f"{key}{SUFFIX}"
 
-    def get(self, key: str) -> object | None:
-        """The stored value, or None (missing or unreadable: the caller recomputes and overwrites)."""
+    def _bad(self, path: Path, why: str) -> None:
+        if path not in self._warned:
+            self._warned.add(path)
+            warnings.warn(f"neuronprobe cache: ignoring entry {path} ({why}); recomputing", stacklevel=3)
+
+    def get(self, key: str, shape: tuple[type, ...] | type | None = None) -> object | None:
+        """The stored value, or None (missing, unreadable, changed or not of `shape`: the caller recomputes
+        and overwrites). A bad entry is warned about once."""
         path = self.path(key)
         if not path.is_file():
             return None
         try:
-            return loads(path, key)
-        except Exception:  # noqa: BLE001 - a corrupt/truncated/foreign entry is a miss
+            value = loads(path, key)
+        except Exception as exc:  # noqa: BLE001 - a corrupt/truncated/foreign entry is a miss
+            self._bad(path, f"{type(exc).__name__}: {exc}"[:200])
             return None
+        if shape is not None and not has_shape(value, shape):
+            self._bad(path, f"holds a {type(value).__name__}, not the expected result")
+            return None
+        return value
 
     def put(self, key: str, value: object) -> bool:
-        """Store atomically; False (nothing written) when the value cannot be stored or the write fails."""
+        """Store atomically; False (nothing written) when the value cannot be stored or the write fails
+        (an unwritable directory is warned about once)."""
         try:
-            write_bytes_atomic(self.path(key), dumps(value, key))
+            data = dumps(value, key)
         except Exception:  # noqa: BLE001 - a cache must never fail the analysis
+            return False
+        try:
+            write_bytes_atomic(self.path(key), data)
+        except OSError as exc:
+            if not self._unwritable:
+                self._unwritable = True
+                warnings.warn(
+                    f"neuronprobe cache: cannot write to {self.directory} ({exc.strerror or exc}); "
+                    "results are not cached (--neuron-no-cache turns the cache off)",
+                    stacklevel=2,
+                )
             return False
         return True
 

@@ -121,7 +121,11 @@ def _number(x: object, key: str) -> float | None:
         return None
     if isinstance(x, bool) or not isinstance(x, (int, float)):
         raise NeuronProbeError(f"expected a number or null, got {x!r}", key=key)
-    v = float(x)
+    try:
+        v = float(x)
+    except OverflowError:  # an integer past a float's range (never str(x): it may exceed the int-string limit)
+        digits = int(abs(int(x)).bit_length() * math.log10(2)) + 1
+        raise NeuronProbeError(f"expected a number or null, got an integer of about {digits} digits", key=key) from None
     return v if math.isfinite(v) else None
 
 

@@ -58,6 +58,7 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"--neuron-run: {exc}") from None
     try:
         state.check_pairing()
+        state.pairing  # noqa: B018  (read the baseline now, even when the runs come from markers)
     except NeuronProbeError as exc:
         raise pytest.UsageError(f"--neuron-baseline: {exc}") from None
     config.stash[SESSION_KEY] = state

@@ -271,8 +271,14 @@ class NeuronSession:
         start time): counted and timed for the terminal summary; loading the model is not counted."""
         start = time.perf_counter()
         key = self._cache_key(label, options)
-        value = self.cache.get(key) if key is not None and self.cache is not None else None
-        cached = value is not None and (not isinstance(value, tuple) or all(v is not None for v in value))
+        value: object = None
+        if key is not None and self.cache is not None:
+            from pytest_neuronprobe.analyses.cache import expected_shape, with_run_name
+
+            value = self.cache.get(key, expected_shape(options))
+            if value is not None:  # entries carry no run identity: name the result after this session's run
+                value = with_run_name(value, self.run(label).name)
+        cached = value is not None
         if not cached:
             loading = time.perf_counter()
             probe = self.probe(label)  # loading the model (said on its own line) is not analysis time
