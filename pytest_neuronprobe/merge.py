@@ -22,7 +22,7 @@ from pytest_neuronprobe.baseline import BaselinePair, Pairing, Summary, load_sum
 from pytest_neuronprobe.core.atomic import atomic_dir, write_json_atomic
 from pytest_neuronprobe.core.errors import NeuronProbeError
 from pytest_neuronprobe.core.jsonable import jsonable
-from pytest_neuronprobe.report.files import RunReport, TestRecord, safe_run_name, write_index
+from pytest_neuronprobe.report.files import RunReport, TestRecord, run_folders, safe_run_name, write_index
 
 __all__ = ["MergeResult", "Shard", "merge_reports", "read_shard", "summary_difference"]
 
@@ -287,13 +287,21 @@ def _complete(summary: Mapping[str, object]) -> bool:
     return "error" not in summary and has_projection and bool(summary.get("patching"))
 
 
+def _run_path(summary: Mapping[str, object]) -> str | None:
+    run = summary.get("run")
+    path = run.get("path") if isinstance(run, Mapping) else None
+    return path if isinstance(path, str) else None
+
+
 def _write_baseline(directory: Path, merged: _Merged) -> tuple[list[Path], list[str]]:
     written, skipped = [], []
+    # the same unique folder names as the report: two names that sanitise alike never share one
+    folders = run_folders([(label, _run_path(summary)) for label, summary in merged.summaries.items()])
     for label, summary in merged.summaries.items():
         if not _complete(summary):
             skipped.append(f"{label} (its analyses are not complete)")
             continue
-        target = directory / safe_run_name(label) / "summary.json"
+        target = directory / folders[label] / "summary.json"
         written.append(write_json_atomic(target, jsonable(summary)))
     return written, skipped
 
