@@ -96,10 +96,6 @@ class RunResults:
     def failed(cls, label: str, exc: BaseException) -> RunResults:
         return cls(label, {"run": {"name": label}}, error=f"{type(exc).__name__}: {exc}")
 
-    @property
-    def complete(self) -> bool:
-        return self.error is not None or (self.has_projection and self.has_patching)
-
     def to_json(self, with_arrays: bool) -> dict[str, object]:
         return {
             "label": self.label,
