@@ -432,8 +432,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2, message already printed)
         return int(exc.code or 0) if not isinstance(exc.code, str) else 2
     handler: Handler = args.func
+    from pytest_neuronprobe.core.atomic import terminate_as_interrupt
+
     try:
-        return handler(args)
+        with terminate_as_interrupt():  # SIGTERM, as SIGINT, lets the atomic writers clean up
+            return handler(args)
     except NeuronProbeError as exc:
         print(f"neuronprobe: error: {exc}", file=sys.stderr)
         return 2

@@ -22,7 +22,14 @@ from pytest_neuronprobe.baseline import BaselinePair, Pairing, Summary, load_sum
 from pytest_neuronprobe.core.atomic import atomic_dir, write_json_atomic
 from pytest_neuronprobe.core.errors import NeuronProbeError
 from pytest_neuronprobe.core.jsonable import jsonable
-from pytest_neuronprobe.report.files import RunReport, TestRecord, run_folders, safe_run_name, write_index
+from pytest_neuronprobe.report.files import (
+    RunReport,
+    TestRecord,
+    check_report_dir,
+    run_folders,
+    safe_run_name,
+    write_index,
+)
 
 __all__ = ["MergeResult", "Shard", "merge_reports", "read_shard", "summary_difference"]
 
@@ -246,12 +253,7 @@ def _run_reports(merged: _Merged) -> list[RunReport]:
 
 def _check_paths(out: Path, baseline: Path | None, against: Path | None) -> None:
     """--out a new or empty directory or an earlier report; --baseline a directory; --against existing."""
-    if out.exists() and not out.is_dir():
-        raise NeuronProbeError("--out exists and is not a directory", path=out)
-    if out.is_dir() and any(out.iterdir()) and not (out / "results.json").is_file():
-        raise NeuronProbeError(
-            "--out exists and is not a neuronprobe report (no results.json); remove it or choose another", path=out
-        )
+    check_report_dir(out, key="--out")
     if baseline is not None and baseline.exists() and not baseline.is_dir():
         raise NeuronProbeError("--baseline must be a directory (one <run>/summary.json per run)", path=baseline)
     if against is not None and not against.exists():

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import math
 import os
+import re
 import shutil
+import signal
 import tempfile
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +19,17 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["write_bytes_atomic", "write_json_atomic", "write_text_atomic"]
+__all__ = [
+    "atomic_dir",
+    "remove_leftovers",
+    "terminate_as_interrupt",
+    "write_bytes_atomic",
+    "write_json_atomic",
+    "write_text_atomic",
+]
+
+#: What :func:`atomic_dir` names its temp dirs beside a target (after ``.<target name>.``).
+_LEFTOVER = re.compile(r"(?P<kind>tmp|old)-(?P<pid>[0-9]+)-[A-Za-z0-9_]+")
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -102,17 +116,54 @@ def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> Path:
     return write_text_atomic(path, text + "\n")
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # someone else's process (or a platform that cannot tell): leave its files alone
+    return True
+
+
+def remove_leftovers(target: str | os.PathLike[str]) -> list[Path]:
+    """Remove what an :func:`atomic_dir` of ``target`` killed mid-way left beside it (temp dirs of processes
+    no longer alive); a ``target`` lost between the two renames is put back from its old copy first.
+    Returns the removed paths."""
+    target = Path(target)
+    removed: list[Path] = []
+    try:
+        siblings = sorted(target.parent.glob(f".{glob.escape(target.name)}.*-*"))
+    except OSError:
+        return removed
+    for leftover in siblings:
+        match = _LEFTOVER.fullmatch(leftover.name[len(target.name) + 2 :])
+        if match is None or not leftover.is_dir() or _alive(int(match["pid"])):
+            continue
+        if match["kind"] == "old" and (leftover / "d").is_dir() and not target.exists():
+            with contextlib.suppress(OSError):
+                os.replace(leftover / "d", target)
+        shutil.rmtree(leftover, ignore_errors=True)
+        removed.append(leftover)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temp dir beside `target`; on success it replaces `target` (put back if that fails), else vanishes."""
+    """Yield a temp dir beside `target`; on success it replaces `target` (put back if that fails), else vanishes.
+
+    The temp dirs are named after this process, so a later call removes what a killed one left
+    (:func:`remove_leftovers`)."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    remove_leftovers(target)
+    pid = os.getpid()
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-{pid}-", dir=target.parent))
     try:
         yield tmp
         tmp.chmod(0o755)  # mkdtemp makes it 0700; models and runs should stay readable to others
         if target.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-{pid}-", dir=target.parent))
             os.replace(target, old / "d")
             try:
                 os.replace(tmp, target)
@@ -125,3 +176,21 @@ def atomic_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
             os.replace(tmp, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM raises KeyboardInterrupt (as SIGINT does), so that :func:`atomic_dir` and the
+    other writers clean up instead of dying mid-way; outside the main thread, nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)

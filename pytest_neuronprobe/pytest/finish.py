@@ -61,7 +61,15 @@ def gathered(state: NeuronSession) -> dict[str, RunResults]:
 
 
 def finish(state: NeuronSession) -> FinishResult:
-    """Write the report and the baseline from the gathered results; never raises."""
+    """Write the report and the baseline from the gathered results; never raises (but SIGINT and SIGTERM
+    interrupt it, leaving each file and the report whole or as it was)."""
+    from pytest_neuronprobe.core.atomic import terminate_as_interrupt
+
+    with terminate_as_interrupt():
+        return _finish(state)
+
+
+def _finish(state: NeuronSession) -> FinishResult:
     out = FinishResult()
     state.final = gathered(state)
     for label, results in state.final.items():

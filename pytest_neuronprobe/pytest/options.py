@@ -396,8 +396,13 @@ def settings_from_config(config: pytest.Config) -> Settings:
     runs = resolve.runs()
     report = resolve.path("neuron_report")
     baseline = resolve.path("neuron_baseline")
-    if report is not None and report.is_file():
-        raise pytest.UsageError(f"--neuron-report: expected a directory, got a file: {report}")
+    if report is not None:
+        from pytest_neuronprobe.report.files import check_report_dir
+
+        try:
+            check_report_dir(report)
+        except NeuronProbeError as exc:
+            raise pytest.UsageError(str(exc)) from None
     update = resolve.value("neuron_update_baseline", parse_bool, False)
     if update and baseline is None:
         raise pytest.UsageError("--neuron-update-baseline needs --neuron-baseline PATH (where to write)")

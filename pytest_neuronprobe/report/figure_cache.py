@@ -90,7 +90,8 @@ def figure_digest(plot: PlotFile, report: RunData) -> str:
     return h.hexdigest()
 
 
-def _read_cache(run_dir: Path) -> dict[str, str]:
+def read_cache(run_dir: Path) -> dict[str, str]:
+    """``<run_dir>/figures.json``: each PNG's key when it was drawn (empty when absent or unreadable)."""
     try:
         data = json.loads((run_dir / CACHE_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -113,7 +114,7 @@ class FigurePlan:
 
 def plan_figures(report: RunData, run_dir: Path) -> FigurePlan:
     """Which figures the run has (a PNG of a figure it no longer has is removed) and which changed."""
-    plan = FigurePlan(report, run_dir, cached=_read_cache(run_dir))
+    plan = FigurePlan(report, run_dir, cached=read_cache(run_dir))
     for plot in PLOT_FILES:
         path = run_dir / plot.filename
         if not plot.has_data(report):

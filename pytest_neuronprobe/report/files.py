@@ -3,9 +3,11 @@ and ``<out>/results.json``; and the plain records it is written from (:class:`Ru
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
+import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +16,8 @@ from typing import TYPE_CHECKING, SupportsFloat, SupportsInt
 import numpy as np
 import numpy.typing as npt
 
-from pytest_neuronprobe.core.atomic import write_json_atomic
+from pytest_neuronprobe.core.atomic import atomic_dir, write_json_atomic
+from pytest_neuronprobe.core.errors import NeuronProbeError
 from pytest_neuronprobe.core.jsonable import jsonable
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -208,6 +211,39 @@ def write_index(
     return write_index_html(out_dir, listed, tests, header, baselines=baselines, history=history)
 
 
+def check_report_dir(path: str | os.PathLike[str], key: str = "--neuron-report") -> None:
+    """Raise NeuronProbeError unless ``path`` is absent, an empty directory or an earlier report (a report
+    replaces the whole directory, so anything else would be lost)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise NeuronProbeError("expected a report directory, got a file", path=path, key=key)
+    if path.is_dir() and not (path / "results.json").is_file() and any(path.iterdir()):
+        raise NeuronProbeError(
+            "exists and is not a neuronprobe report (no results.json): a report replaces its whole directory; "
+            "remove it or choose another",
+            path=path,
+            key=key,
+        )
+
+
+def _seed_figures(old: Path, new: Path) -> None:
+    """Link the figures an earlier report's run folder drew (those its figures.json names) and that file into
+    the new folder, so unchanged figures are not drawn again; PNGs are replaced, never written through, so
+    the old report stays as it was until the swap."""
+    from pytest_neuronprobe.report.figure_cache import CACHE_FILE, read_cache
+
+    names = [name for name in read_cache(old) if Path(name).name == name and name.endswith(".png")]
+    new.mkdir(parents=True, exist_ok=True)
+    for name in [*names, CACHE_FILE]:
+        try:
+            os.link(old / name, new / name)
+        except FileNotFoundError:
+            continue
+        except OSError:  # a file system without hard links
+            with contextlib.suppress(OSError):
+                shutil.copy2(old / name, new / name)
+
+
 def write_report(
     out_dir: str | os.PathLike[str],
     runs: Sequence[RunReport],
@@ -219,28 +255,35 @@ def write_report(
 ) -> ReportFiles:
     """Write every run's report (runs with an error get none, but are listed), ``index.html`` and
     ``results.json`` (``{"header": header, "tests": [record, ...], "runs": {label: {"folder", "path"}}}``)
-    into ``out_dir``; each run's folder is unique (:func:`run_folders`).
+    as the directory ``out_dir``; each run's folder is unique (:func:`run_folders`).
+
+    Whole or absent: the report is written into a temp directory beside ``out_dir`` and swapped in
+    (:func:`~pytest_neuronprobe.core.atomic.atomic_dir`), so a reader, or a session killed at any
+    moment, sees the old report or the new one. ``out_dir`` must be absent, empty or an earlier report.
 
     ``baselines``: each run's baseline pair (None: none for that run; no mapping: no baseline given),
     for the Δ columns; ``history``: earlier sessions' entries, for the trends."""
     from pytest_neuronprobe.report.figure_cache import plan_figures, render_plans
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    run_files: dict[str, dict[str, Path]] = {}
-    plans = []
+    final = Path(out_dir)
+    check_report_dir(final, key="report directory")
     folders = _folders_of(runs)
-    for report in runs:
-        if report.error:
-            continue
-        run_dir = out / folders[report.name]
-        run_files[report.name] = {"summary": write_json_atomic(run_dir / "summary.json", report.summary)}
-        plans.append(plan_figures(report, run_dir))
-    render_plans(plans)
-    for plan in plans:
-        run_files[plan.report.name].update(plan.paths)
-    index = write_index(out, runs, records, header, baselines=baselines, history=history, folders=folders)
-    tests = [r.as_dict() for r in records]
-    mapping = {report.name: {"folder": folders[report.name], "path": report.path} for report in runs}
-    results = write_json_atomic(out / "results.json", {"header": header, "tests": tests, "runs": mapping})
-    return ReportFiles(index_html=index, results_json=results, run_files=run_files)
+    written: dict[str, dict[str, Path]] = {}
+    with atomic_dir(final) as tmp:
+        plans = []
+        for report in runs:
+            if not report.error:
+                _seed_figures(final / folders[report.name], tmp / folders[report.name])
+                summary = write_json_atomic(tmp / folders[report.name] / "summary.json", report.summary)
+                written[report.name] = {"summary": summary}
+                plans.append(plan_figures(report, tmp / folders[report.name]))
+        render_plans(plans)
+        for plan in plans:
+            written[plan.report.name].update(plan.paths)
+        write_index(tmp, runs, records, header, baselines=baselines, history=history, folders=folders)
+        tests = [r.as_dict() for r in records]
+        mapping = {report.name: {"folder": folders[report.name], "path": report.path} for report in runs}
+        write_json_atomic(tmp / "results.json", {"header": header, "tests": tests, "runs": mapping})
+    # once swapped in, each file has the same name under out_dir
+    run_files = {name: {k: final / p.relative_to(tmp) for k, p in files.items()} for name, files in written.items()}
+    return ReportFiles(index_html=final / "index.html", results_json=final / "results.json", run_files=run_files)

@@ -100,6 +100,25 @@ def test_report_dir_must_not_be_a_file(pytester: pytest.Pytester) -> None:
     result.stderr.fnmatch_lines(["*--neuron-report*expected a directory, got a file*"])
 
 
+def test_report_dir_that_is_not_a_report_is_refused_before_any_test(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(SUITE)
+    (pytester.path / "mine").mkdir()
+    (pytester.path / "mine" / "notes.txt").write_text("keep me")
+    result = pytester.runpytest_inprocess("--neuron-report", "mine")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*mine [[]--neuron-report[]]: exists and is not a neuronprobe report*"])
+    assert [p.name for p in (pytester.path / "mine").iterdir()] == ["notes.txt"]
+
+
+def test_report_replaces_an_earlier_report_whole(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(SUITE)
+    assert pytester.runpytest_inprocess("--neuron-report=out").ret == 0
+    (pytester.path / "out" / "stray.txt").write_text("from an earlier report")
+    assert pytester.runpytest_inprocess("--neuron-report=out").ret == 0
+    assert sorted(p.name for p in (pytester.path / "out").iterdir()) == ["index.html", "results.json"]
+    assert not [p for p in pytester.path.iterdir() if p.name.startswith(".out.")]
+
+
 def test_terminal_summary_table_per_run(pytester: pytest.Pytester, regression_run: Path) -> None:
     pytester.makepyfile("def test_x(projection, patching):\n    pass\n")
     result = pytester.runpytest_inprocess(f"--neuron-run={regression_run}")
