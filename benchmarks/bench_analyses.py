@@ -88,7 +88,7 @@ def make_run(model_dir: Path, n: int) -> Path:
         return run
     from safetensors.torch import save_file
 
-    from pytest_neuronprobe.core.models import encode, positions
+    from pytest_neuronprobe.core.tokens import encode, positions
 
     model = load_model(str(model_dir), "compat", "cpu")
     texts = texts_10_to_24_tokens(model.tokenizer, n)

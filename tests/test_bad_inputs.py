@@ -722,6 +722,11 @@ CASES = [
         warn("neuron_l1_n31_s0.csv", "longer than the model's context", f"first {N_CTX} tokens"),
     ),
     Case(
+        "text_of_megabytes",  # cut before tokenising: no gigabytes of token ids
+        add_test_row("the cat sat on the mat " * 200_000),
+        warn("neuron_l1_n31_s0.csv", "longer than the model's context", f"first {N_CTX} tokens"),
+    ),
+    Case(
         "token_pos_beyond_text",
         config(token_pos=40),
         err("config.json", "[token_pos]", "token_pos 40 is outside text", "tokens", "too short"),
@@ -964,3 +969,42 @@ def test_atomic_text_and_bytes_replace_whole_files(tmp_path: Path) -> None:
     write_bytes_atomic(path, b"\x00" * 3)
     assert path.read_bytes() == b"\x00" * 3
     assert _leftovers(tmp_path) == []
+
+
+def test_a_huge_text_reads_as_its_first_tokens(regression_run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pytest_neuronprobe.core import tokens
+    from pytest_neuronprobe.core.models import load_model
+
+    model = load_model(str(load_run(regression_run).base_model))
+    huge, short = "the cat sat on the mat " * 50_000, "the cat sat on the mat " * 40
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert tokens.encode(model, [huge], prepend_bos=False) == tokens.encode(model, [short], prepend_bos=False)
+        monkeypatch.setattr(tokens, "CHARS_PER_TOKEN", 1)  # 64 characters cannot hold 64 tokens of these words
+        with pytest.raises(NeuronProbeError, match=r"text 0 has 1,150,000 characters but its first 64 give only"):
+            tokens.encode(model, [huge], prepend_bos=False, source="data.csv")
+
+
+@pytest.mark.parametrize("how", ["absolute", "relative_outside"])
+def test_a_base_model_outside_the_run_is_said_and_recorded(
+    how: str, regression_run: Path, tiny_lm_dir: Path, tmp_path: Path
+) -> None:
+    from pytest_neuronprobe.pytest.options import Settings
+    from pytest_neuronprobe.pytest.session import NeuronSession
+
+    root = copy_run(regression_run, tmp_path / "copy")
+    written = str(tiny_lm_dir) if how == "absolute" else os.path.relpath(tiny_lm_dir, model_dir(root))
+    config(base_model_path=written)(root)
+    run = load_run(root)
+    assert run.base_model_outside == written and run.base_model == str(tiny_lm_dir.resolve())
+    said: list[str] = []
+    session = NeuronSession(Settings(runs=(str(root),), cache_dir=None), log=said.append)
+    (label,) = session.labels
+    provenance = build_summary(session.probe(label), None, None)["provenance"]
+    assert provenance["base_model_path"] == written and provenance["base_model_outside_run"] is True
+    assert any(f"base_model_path {written!r} is outside the run directory" in line for line in said), said
+
+
+def test_a_base_model_inside_the_run_is_not_outside(regression_run: Path, tmp_path: Path) -> None:
+    root = copy_run(regression_run, tmp_path / "copy")
+    assert load_run(root).base_model_outside is None

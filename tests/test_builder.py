@@ -20,9 +20,10 @@ from pytest_neuronprobe.build.make_run import make_run
 from pytest_neuronprobe.cli import main
 from pytest_neuronprobe.core.errors import NeuronProbeError
 from pytest_neuronprobe.core.heads import load_state_dict
-from pytest_neuronprobe.core.models import collect, encode, load_model, positions
+from pytest_neuronprobe.core.models import collect, load_model
 from pytest_neuronprobe.core.probe import open_probe
 from pytest_neuronprobe.core.runs import load_run
+from pytest_neuronprobe.core.tokens import encode, positions
 
 REPO = Path(__file__).resolve().parents[1]
 STEM_RE = re.compile(r"^neuron_l(\d+)_n(\d+)_s0$")

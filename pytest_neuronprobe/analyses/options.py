@@ -260,3 +260,18 @@ class PatchingOptions:
     def from_keywords(cls, base: PatchingOptions, keywords: Mapping[str, object], *, where: str) -> PatchingOptions:
         """`base` with the keywords of a marker applied (checked; messages prefixed by `where`)."""
         return _from_keywords(cls, base, keywords, where)
+
+
+def split_keywords(keywords: Mapping[str, object], *, where: str) -> tuple[dict[str, object], dict[str, object]]:
+    """Analysis options given for both analyses at once (a claims file's ``options:``) as the projection's
+    and the patching's keywords: each key goes to every analysis that accepts it (``max_samples``, ``split``,
+    ``n_resamples``, ``seed`` to both). Checked: an unknown key or a bad value raises OptionError."""
+    unknown = [k for k in keywords if k not in ProjectionOptions.KEYWORDS and k not in PatchingOptions.KEYWORDS]
+    if unknown:
+        accepted = ", ".join(dict.fromkeys((*ProjectionOptions.KEYWORDS, *PatchingOptions.KEYWORDS)))
+        raise OptionError(f"{where}: unknown option(s) {', '.join(map(repr, unknown))}; analysis options: {accepted}")
+    projection = {k: v for k, v in keywords.items() if k in ProjectionOptions.KEYWORDS}
+    patching = {k: v for k, v in keywords.items() if k in PatchingOptions.KEYWORDS}
+    ProjectionOptions.from_keywords(ProjectionOptions(), projection, where=where)
+    PatchingOptions.from_keywords(PatchingOptions(), patching, where=where)
+    return projection, patching

@@ -51,8 +51,9 @@ from pytest_neuronprobe.build.token_head import TOKEN_STEPS, save_finetuned, tra
 from pytest_neuronprobe.build.train import MLP_STEPS, FloatArray, Mask, TrainedHead, train_feature_head
 from pytest_neuronprobe.core.errors import NeuronProbeError
 from pytest_neuronprobe.core.formatting import format_3f
-from pytest_neuronprobe.core.models import LoadedModel, collect, encode, hook_layer, hook_name, load_model, positions
+from pytest_neuronprobe.core.models import LoadedModel, collect, hook_layer, hook_name, load_model
 from pytest_neuronprobe.core.runs import HEAD_TYPES, NEURON_RE, PROCESSING
+from pytest_neuronprobe.core.tokens import encode, positions
 
 __all__ = ["HEAD_FORMATS", "SUMMARY_FILE", "make_run"]
 

@@ -7,6 +7,8 @@ so quote expressions that start with ``>``::
     options:                      # optional, not a claim
       judge: estimate             # default judge for this file (bound | estimate); default bound
       run: "*l8_n481*"            # only check runs whose name matches this glob
+      max_samples: 200            # analysis options of this file's claims (the markers' keywords:
+      factors: [0, 0.5, 1, 2]     # each goes to the analyses that accept it); default: the session's
 
     projection.head.r: ">= 0.8"
     projection.live.r: [">= 0.99", "<= 1"]
@@ -29,9 +31,10 @@ from pathlib import Path
 
 import yaml
 
+from pytest_neuronprobe.analyses.options import split_keywords
 from pytest_neuronprobe.claims.expressions import parse_expr
 from pytest_neuronprobe.claims.verdicts import JUDGES, Claim
-from pytest_neuronprobe.core.errors import NeuronProbeError
+from pytest_neuronprobe.core.errors import NeuronProbeError, OptionError
 
 __all__ = ["CLAIM_FILE_PATTERNS", "load_claims"]
 
@@ -147,9 +150,9 @@ def _compose(path: Path) -> yaml.Node | None:
     return root
 
 
-def _file_options(root: yaml.MappingNode, path: Path, judge: str) -> tuple[str, str | None]:
-    """The file's ``options:`` judge (default ``judge``) and run glob."""
-    run = None
+def _file_options(root: yaml.MappingNode, path: Path, judge: str) -> tuple[str, str | None, dict[str, object]]:
+    """The file's ``options:``: judge (default ``judge``), run glob and analysis options (checked)."""
+    run, analysis, nodes = None, {}, {}
     for key, _, v in _pairs(root, path, None):
         if key != "options":
             continue
@@ -161,8 +164,15 @@ def _file_options(root: yaml.MappingNode, path: Path, judge: str) -> tuple[str, 
             elif opt == "run":
                 run = _scalar_str(ov, path, "options.run", "a glob over run names")
             else:
-                raise _err(path, ok, f"options.{opt}", f"unknown option; options are {', '.join(_OPTION_KEYS)}")
-    return judge, run
+                analysis[opt], nodes[opt] = yaml.safe_load(yaml.serialize(ov)), ok
+    try:
+        split_keywords(analysis, where="options")
+    except OptionError as exc:
+        # the key the message names (`options(key=...)`, `'key'`), else the first
+        named = [k for k in nodes if f"({k}=" in str(exc) or f"'{k}'" in str(exc)] or list(nodes)
+        hint = f" (besides {', '.join(_OPTION_KEYS)})" if "unknown option" in str(exc) else ""
+        raise _err(path, nodes[named[0]], f"options.{named[0]}", f"{exc}{hint}") from None
+    return judge, run, analysis
 
 
 def _claim_mapping(
@@ -188,7 +198,9 @@ def _claim_mapping(
     return exprs, judge, run, xfail
 
 
-def _claims_of(metric: str, v: yaml.Node, path: Path, judge: str, run: str | None) -> list[Claim]:
+def _claims_of(
+    metric: str, v: yaml.Node, path: Path, judge: str, run: str | None, options: dict[str, object]
+) -> list[Claim]:
     exprs, xfail = v, None
     if isinstance(v, yaml.MappingNode):
         exprs, judge, run, xfail = _claim_mapping(v, path, metric, judge, run)
@@ -212,6 +224,7 @@ def _claims_of(metric: str, v: yaml.Node, path: Path, judge: str, run: str | Non
                 judge=judge,
                 run=run,
                 xfail=xfail,
+                options=options,
             )
         )
     return claims
@@ -234,9 +247,9 @@ def load_claims(path: str | Path, *, default_judge: str = "bound") -> list[Claim
             None,
             'expected a mapping of metric names to expressions at the top level, e.g. projection.head.r: ">= 0.8"',
         )
-    judge, run = _file_options(root, path, default_judge)
+    judge, run, options = _file_options(root, path, default_judge)
     claims: list[Claim] = []
     for metric, _, v in _pairs(root, path, None):
         if metric != "options":
-            claims += _claims_of(metric, v, path, judge, run)
+            claims += _claims_of(metric, v, path, judge, run, options)
     return claims

@@ -34,6 +34,7 @@ __all__ = [
     "as_metrics",
     "claim_needs",
     "flatten",
+    "is_known_metric",
 ]
 
 _CORRELATION_FIELDS = (
@@ -66,6 +67,8 @@ KNOWN_METRICS: tuple[str, ...] = (
 
 #: Metrics of a run's pairing with its baseline, not of a summary (the pytest plugin judges them).
 PAIR_METRICS: tuple[str, ...] = ("baseline.comparable",)
+
+_KNOWN = frozenset((*KNOWN_METRICS, *PAIR_METRICS))
 
 #: The key metrics of a run: the default rows of a comparison table.
 HEADLINE_METRICS: tuple[str, ...] = (
@@ -104,6 +107,11 @@ class Metric:
     def defined(self) -> bool:
         """True when the value exists."""
         return self.value is not None
+
+
+def is_known_metric(name: str) -> bool:
+    """Whether a claim may name ``name``: a metric :func:`flatten` can produce, or one of :data:`PAIR_METRICS`."""
+    return name in _KNOWN
 
 
 def claim_needs(metrics: Iterable[str]) -> tuple[bool, bool]:

@@ -52,6 +52,9 @@ class Claim:
     run: str | None = None
     #: Why the claim is expected to fail (its items are strict xfail); ``None``: expected to hold.
     xfail: str | None = None
+    #: Analysis options the claim is judged with (a claims file's ``options:``; checked by
+    #: ``analyses.options.split_keywords``); empty: the session's.
+    options: Mapping[str, object] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
         if self.judge not in JUDGES:

@@ -1,4 +1,4 @@
-"""The base model through TransformerLens 4's TransformerBridge: loading, tokenising, batched hook reads."""
+"""The base model through TransformerLens 4's TransformerBridge: loading and batched hook reads."""
 
 from __future__ import annotations
 
@@ -215,73 +215,6 @@ def hook_name(layer_type: str, layer: int) -> str:
 def hook_layer(name: str) -> int | None:
     m = _BLOCK_RE.match(name)
     return int(m.group(1)) if m else None
-
-
-def encode(
-    model: LoadedModel,
-    texts: Sequence[str],
-    *,
-    prepend_bos: bool,
-    source: str | Path | None = None,
-) -> list[list[int]]:
-    """Token ids per text with the model's own tokenizer; BOS in front only when `prepend_bos`.
-
-    Texts longer than the context keep their first `n_ctx` tokens, with a warning.
-    """
-    tok = model.tokenizer
-    bos = tok.bos_token_id
-    if prepend_bos and bos is None:
-        raise NeuronProbeError("prepend_bos is true but the tokenizer has no BOS token", path=source, key="prepend_bos")
-    ids = tok(list(texts), add_special_tokens=True)["input_ids"]
-    out: list[list[int]] = []
-    truncated = []
-    for i, row in enumerate(ids):
-        row = list(row)
-        if prepend_bos and (not row or row[0] != bos):
-            row = [int(bos), *row]
-        if len(row) > model.n_ctx:
-            truncated.append(i)
-            row = row[: model.n_ctx]
-        if not row:
-            raise NeuronProbeError(f"text {i} ({texts[i]!r}) has no tokens", path=source, key="text")
-        out.append(row)
-    if truncated:
-        warnings.warn(
-            f"{source or 'texts'}: {len(truncated)} text(s) longer than the model's context "
-            f"({model.n_ctx} tokens) were truncated to their first {model.n_ctx} tokens "
-            f"(rows {truncated[:5]}{' …' if len(truncated) > 5 else ''})",
-            stacklevel=2,
-        )
-    return out
-
-
-def positions(
-    token_lists: Sequence[Sequence[int]],
-    token_pos: str | int,
-    *,
-    source: str | Path | None = None,
-    texts: Sequence[str] | None = None,
-) -> np.ndarray:
-    """Per text, the index read at `token_pos`: its own last real token, or an integer (negative counts back).
-
-    `texts` (the texts the token lists came from) only name the offending text in an error.
-    """
-    lengths = np.array([len(t) for t in token_lists])
-    if token_pos == "last":
-        return lengths - 1
-    pos = int(token_pos)
-    clipped = min(max(pos, -(2**62)), 2**62)  # beyond every text either way; keeps numpy in int64
-    out = np.where(clipped < 0, lengths + clipped, clipped)
-    bad = np.flatnonzero((out < 0) | (out >= lengths))
-    if len(bad):
-        i = int(bad[0])
-        named = f" {texts[i][:80]!r}" if texts is not None else ""
-        raise NeuronProbeError(
-            f"token_pos {pos} is outside text {i}{named} ({lengths[i]} tokens); {len(bad)} text(s) too short",
-            path=source,
-            key="token_pos",
-        )
-    return out
 
 
 @dataclass(frozen=True)

@@ -10,20 +10,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pytest_neuronprobe.core.contract import check_contract
 from pytest_neuronprobe.core.errors import NeuronProbeError
 from pytest_neuronprobe.core.heads import Head, LinearHead, TokenHead, digit_token_ids, linear_head, load_state_dict
 from pytest_neuronprobe.core.models import (
     LoadedModel,
     Patch,
     collect,
-    encode,
     forward_read,
     hook_layer,
     hook_name,
     load_model,
-    positions,
 )
 from pytest_neuronprobe.core.runs import Run
+from pytest_neuronprobe.core.tokens import encode, positions
 
 
 @dataclass
@@ -96,6 +96,7 @@ def open_probe(run: Run, device: str | torch.device | None = "auto") -> Probe:
     """Load (or reuse) the run's model on one device and its head; check layer, neuron and shapes."""
     cfg = run.config
     model = load_model(run.base_model, cfg.processing, device)
+    check_contract(model)  # the identities the analyses rely on (once per booted model)
     n_layers = model.n_layers
     if not 0 <= run.layer < n_layers:
         raise NeuronProbeError(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -78,6 +79,19 @@ class Run:
     @property
     def base_model_is_local(self) -> bool:
         return bool(self.config.base_model_path)
+
+    @property
+    def base_model_outside(self) -> str | None:
+        """The config's `base_model_path` when it is absolute or leads out of the run directory (the run is
+        then not self-contained: said when loading, and recorded in provenance), else None."""
+        written = self.config.base_model_path
+        if not written:
+            return None
+        # by the path as written (a link inside the run, e.g. to a shared copy, stays inside)
+        local = Path(os.path.normpath(os.path.abspath(self.model_dir / written)))
+        if Path(written).is_absolute() or not local.is_relative_to(os.path.abspath(self.path)):
+            return written
+        return None
 
     def analysed(self) -> pd.DataFrame:
         """The rows the analyses use: the `split` rule of SPEC §1, in file order."""

@@ -30,10 +30,11 @@ def register_markers(config: pytest.Config) -> None:
         config.addinivalue_line("markers", line.format(keywords=", ".join(names)))
 
 
-def check_markers(definition: pytest.Function, state: NeuronSession) -> None:
-    """Validate the analysis markers' keywords (an OptionError names the bad one and what is accepted)."""
+def check_markers(definition: pytest.Function, state: NeuronSession) -> list[str]:
+    """Every problem with the analysis markers' keywords (each names the bad one and what is accepted)."""
     from pytest_neuronprobe.analyses.options import PatchingOptions, ProjectionOptions
 
+    problems = []
     for name, accepted, resolve in (
         ("projection", ProjectionOptions.KEYWORDS, state.projection_options),
         ("patching", PatchingOptions.KEYWORDS, state.patching_options),
@@ -42,11 +43,37 @@ def check_markers(definition: pytest.Function, state: NeuronSession) -> None:
         if marker is None:
             continue
         if marker.args:
-            raise OptionError(
+            problems.append(
                 f"@pytest.mark.{name} takes keyword arguments only ({', '.join(accepted)}); "
                 f"got positional {list(marker.args)!r}"
             )
-        resolve(marker.kwargs)
+            continue
+        try:
+            resolve(marker.kwargs)
+        except OptionError as exc:
+            problems.append(str(exc))
+    return problems
+
+
+class MarkerError(pytest.Collector.CollectError):
+    """A test's neuronprobe markers are wrong: reported for that test alone (see :func:`bad_markers`)."""
+
+
+class BadMarkers(pytest.Collector):
+    """Stands in for a test whose markers are wrong, so its module's other tests are still collected (and
+    their errors reported in the same session) while the session stops before any test runs."""
+
+    def __init__(self, *, message: str, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.message = message
+
+    def collect(self) -> list[pytest.Item | pytest.Collector]:
+        raise self.CollectError(self.message)
+
+
+def bad_markers(collector: pytest.Collector, name: str, error: MarkerError) -> BadMarkers:
+    """The node that reports test ``name``'s marker problems in place of the test."""
+    return BadMarkers.from_parent(collector, name=name, message=str(error))
 
 
 def pinned_paths(definition: pytest.Function) -> list[str] | None:
@@ -72,11 +99,13 @@ def parametrize(metafunc: pytest.Metafunc) -> None:
     """Check the neuronprobe markers; parametrize a run-dependent test once per run (ids = run labels)."""
     definition = metafunc.definition
     state = session_of(metafunc.config)
+    problems = check_markers(definition, state)
     try:
-        check_markers(definition, state)
         pinned = pinned_paths(definition)
     except OptionError as exc:
-        raise pytest.Collector.CollectError(f"usage error in {definition.nodeid}: {exc}") from None
+        problems.append(str(exc))
+    if problems:
+        raise MarkerError("\n".join(f"usage error in {definition.nodeid}: {p}" for p in problems))
     if RUN_PARAM not in metafunc.fixturenames:
         return
     if pinned is not None:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, NoReturn
 import pytest
 
 from pytest_neuronprobe.claims.loader import CLAIM_FILE_PATTERNS, load_claims
-from pytest_neuronprobe.claims.metrics import KNOWN_METRICS, PAIR_METRICS, Metric, claim_needs, flatten
+from pytest_neuronprobe.claims.metrics import PAIR_METRICS, Metric, claim_needs, flatten, is_known_metric
 from pytest_neuronprobe.claims.verdicts import Claim, Verdict, evaluate, missing_message
 from pytest_neuronprobe.core.errors import NeuronProbeError
 from pytest_neuronprobe.pytest.fixtures import no_run, prop
@@ -51,6 +51,11 @@ class ClaimsFile(pytest.File):
             claims = load_claims(self.path, default_judge=state.settings.judge)
         except NeuronProbeError as exc:
             raise self.CollectError(f"claims file {self.path}: {exc}") from None
+        unknown = [
+            f"{self.path}:{c.line}: {missing_message(c.metric, {})}" for c in claims if not is_known_metric(c.metric)
+        ]
+        if unknown:  # a typo is an error now, with or without a run, never a skip or an expected failure
+            raise self.CollectError("\n".join(unknown))
         needs = claim_needs(c.metric for c in claims)
         counts: dict[str, int] = {}
         for c in claims:
@@ -97,10 +102,7 @@ class ClaimItem(pytest.Item):
             no_run(state)
             return
         projection, patching = self.needs
-        metrics = dict(state.metrics(self.label, projection=projection, patching=patching))
-        metric = self.claim.metric
-        if self.claim.xfail is not None and metric not in metrics and metric not in (*KNOWN_METRICS, *PAIR_METRICS):
-            raise NeuronProbeError(missing_message(metric, metrics))  # a typo is not an expected failure
+        metrics = dict(state.metrics(self.label, projection=projection, patching=patching, options=self.claim.options))
         ref, pair_note = self.claim.expr.ref, ""
         baseline = None
         if ref == "baseline" or self.claim.metric in PAIR_METRICS:
@@ -136,7 +138,8 @@ class ClaimItem(pytest.Item):
         note = f" (baseline: {pair.name}, paired by {pair.reason})"
         if self.claim.metric in PAIR_METRICS:
             projection, patching = self.needs
-            pair = pair.compared_with(state.summary(self.label, projection=projection, patching=patching))
+            summary = state.summary(self.label, projection=projection, patching=patching, options=self.claim.options)
+            pair = pair.compared_with(summary)
             metrics["baseline.comparable"] = Metric("baseline.comparable", float(pair.comparable))
             if pair.differences:
                 note = f" (baseline {pair.name} was analysed differently: {'; '.join(pair.differences)})"

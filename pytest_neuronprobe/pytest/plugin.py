@@ -113,6 +113,18 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     collection.parametrize(metafunc)
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_pycollect_makeitem(
+    collector: pytest.Module | pytest.Class, name: str, obj: object
+) -> Generator[None, Any, Any]:
+    """A test whose neuronprobe markers are wrong is one collection error of its own: the module's other tests
+    are still collected, so a session reports every marker error at once (and runs no test)."""
+    try:
+        return (yield)
+    except collection.MarkerError as exc:
+        return collection.bad_markers(collector, name, exc)
+
+
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
     """Remember the collection order (the report lists tests so); decide whether analyses share a pass."""
     collection.plan(items, session_of(config))

@@ -88,8 +88,8 @@ class NeuronSession:
     _by_path: dict[Path, str] = field(default_factory=dict)
     _probes: dict[tuple[Path, str], Probe] = field(default_factory=dict)
     _results: dict[tuple[Path, str, object], object] = field(default_factory=dict)
-    _metrics: dict[tuple[str, bool, bool], dict[str, Metric]] = field(default_factory=dict)
-    _summaries: dict[tuple[str, bool, bool], dict[str, object]] = field(default_factory=dict)
+    _metrics: dict[tuple[str, object, object], dict[str, Metric]] = field(default_factory=dict)
+    _summaries: dict[tuple[str, object, object], dict[str, object]] = field(default_factory=dict)
     _pairing: Pairing | None = None
     _pairs: dict[str, tuple[BaselinePair | None, str]] = field(default_factory=dict)
     #: The history entries written before this session (read once, when a claim first needs them).
@@ -161,6 +161,8 @@ class NeuronSession:
             self._probes[key] = probe
             own = str(entry.run.base_model)
             shared = "" if probe.model.source == own else f" (the same files as {probe.model.source}: loaded once)"
+            if entry.run.base_model_outside is not None:
+                shared += f" (base_model_path {entry.run.base_model_outside!r} is outside the run directory)"
             self.say(f"loaded {label}: {own}{shared} ({entry.run.config.processing}) on {probe.device}", start)
         return self._probes[key]
 
@@ -339,30 +341,48 @@ class NeuronSession:
             return None
         return RunResults.of(label, build_summary(self.probe(label), proj, patch), proj, patch)  # type: ignore[arg-type]
 
-    def summary(self, label: str, *, projection: bool, patching: bool) -> dict[str, object]:
-        """This run's summary with the default analyses asked for (built once per session)."""
+    def _summary_key(
+        self, label: str, projection: bool, patching: bool, options: Mapping[str, object] | None
+    ) -> tuple[str, ProjectionOptions | None, PatchingOptions | None]:
+        from pytest_neuronprobe.analyses.options import split_keywords
+
+        proj_kw, patch_kw = split_keywords(options or {}, where="options")
+        return (
+            label,
+            self.projection_options(proj_kw) if projection else None,
+            self.patching_options(patch_kw) if patching else None,
+        )
+
+    def summary(
+        self, label: str, *, projection: bool, patching: bool, options: Mapping[str, object] | None = None
+    ) -> dict[str, object]:
+        """This run's summary with the analyses asked for, with the session's options or these (a claims file's
+        ``options:``, checked when it was read); built once per session per options."""
         from pytest_neuronprobe.report.summary import build_summary
 
-        key = (label, projection, patching)
+        key = self._summary_key(label, projection, patching, options)
         if key not in self._summaries:
+            _, proj, patch = key
             summary: dict[str, object] = {"run": {"name": label}}
-            if projection or patching:
+            if proj or patch:
                 summary = build_summary(
                     self.probe(label),
-                    self.projection(label) if projection else None,
-                    self.patching(label) if patching else None,
+                    self.projection(label, proj) if proj else None,
+                    self.patching(label, patch) if patch else None,
                 )
                 summary["run"]["name"] = label  # type: ignore[index]
             self._summaries[key] = summary
         return self._summaries[key]
 
-    def metrics(self, label: str, *, projection: bool, patching: bool) -> dict[str, Metric]:
-        """Flattened metrics of this run's summary with the default analyses asked for."""
+    def metrics(
+        self, label: str, *, projection: bool, patching: bool, options: Mapping[str, object] | None = None
+    ) -> dict[str, Metric]:
+        """Flattened metrics of :meth:`summary`."""
         from pytest_neuronprobe.claims.metrics import flatten
 
-        key = (label, projection, patching)
+        key = self._summary_key(label, projection, patching, options)
         if key not in self._metrics:
-            self._metrics[key] = flatten(self.summary(label, projection=projection, patching=patching))
+            self._metrics[key] = flatten(self.summary(label, projection=projection, patching=patching, options=options))
         return self._metrics[key]
 
     # -- baselines ----------------------------------------------------------------------------------

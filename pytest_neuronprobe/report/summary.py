@@ -40,6 +40,8 @@ def provenance(probe: Probe) -> dict[str, object]:
         # The run's own base model (a model shared by content may have been booted from another run's copy).
         "model_source": str(run.base_model),
         "model_sha256": tree_digest(run.base_model) if run.base_model_is_local else None,
+        "base_model_path": run.config.base_model_path,  # as config.json gives it (None: the hub name)
+        "base_model_outside_run": run.base_model_outside is not None,
         "processing": model.processing,
         "prepend_bos": run.config.prepend_bos,
         "token_pos": run.config.token_pos,

@@ -114,10 +114,10 @@ def test_bad_claims_file_is_a_collection_error(pytester: pytest.Pytester, regres
     result.stdout.fnmatch_lines(["*claims file *neuron_claims.yaml*:2*cannot parse claim*about one*"])
 
 
-def test_unknown_metric_fails_with_a_suggestion(pytester: pytest.Pytester, regression_run: Path) -> None:
+def test_unknown_metric_is_a_collection_error(pytester: pytest.Pytester, regression_run: Path) -> None:
     pytester.makefile(".yaml", neuron_claims='projection.head.rr: ">= 0.8"\n')
     result = pytester.runpytest_inprocess(f"--neuron-run={regression_run}")
-    result.assert_outcomes(failed=1)
+    result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*unknown metric 'projection.head.rr'; did you mean *projection.head.r*"])
 
 
@@ -144,3 +144,38 @@ def test_reportinfo_points_at_the_claim_line(pytester: pytest.Pytester, regressi
             f"INFO neuron_claims.yaml:2 claim 'projection.live.r >= 2' on run {regression_run.name}",
         ]
     )
+
+
+def test_file_options_set_the_analysis_options_of_its_claims(pytester: pytest.Pytester, regression_run: Path) -> None:
+    pytester.makefile(
+        ".yaml",
+        neuron_claims="""\
+options:
+  max_samples: 10
+  factors: [0, 1, 2]
+  n_resamples: 50
+projection.head.n: "== 10"
+patching.n_texts: "== 10"
+""",
+        neuron_claims_default='projection.head.n: "> 10"\n',
+    )
+    result = pytester.runpytest_inprocess(f"--neuron-run={regression_run}", "-v")
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines(["*patching of * (10 texts x 3 scale factors)*"])
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ("factor: [1, 2]", "*neuron_claims.yaml:2 [[]options.factor[]]: options: unknown option(s) 'factor'*"),
+        ("max_samples: 0", "*neuron_claims.yaml:2 [[]options.max_samples[]]*expected a whole number >= 1, got 0*"),
+        ("mode: set", "*neuron_claims.yaml:2 [[]options.mode[]]: options(mode='set') needs factors=[[]...[]]*"),
+    ],
+)
+def test_bad_file_options_are_a_collection_error(
+    pytester: pytest.Pytester, regression_run: Path, options: str, message: str
+) -> None:
+    pytester.makefile(".yaml", neuron_claims=f'options:\n  {options}\nprojection.head.r: ">= 0"\n')
+    result = pytester.runpytest_inprocess(f"--neuron-run={regression_run}")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines([message])

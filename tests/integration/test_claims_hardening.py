@@ -133,17 +133,38 @@ projection.head.r:
 dataset_size:
   expect: ">= 1"
   xfail: "should fail but holds"
-projection.head.rr:
-  expect: ">= 0"
-  xfail: "a bad metric is not an expected failure"
 """,
     )
     result = pytester.runpytest_inprocess(f"--neuron-run={regression_run}", "-rxX")
-    result.assert_outcomes(xfailed=1, failed=2)
+    result.assert_outcomes(xfailed=1, failed=1)
     result.stdout.fnmatch_lines_random(
         [
             "XFAIL neuron_claims.yaml::projection.head.r >= 2*head not trained yet*",
             "*[[]XPASS(strict)[]] should fail but holds*",
-            "*unknown metric 'projection.head.rr'*",
+        ]
+    )
+
+
+@pytest.mark.parametrize("with_run", [True, False])
+def test_unknown_metrics_are_one_collection_error_with_or_without_a_run(
+    pytester: pytest.Pytester, regression_run: Path, with_run: bool
+) -> None:
+    pytester.makefile(
+        ".yaml",
+        neuron_claims="""\
+projection.head.r: ">= 0.5"
+projection.head.rr:
+  expect: ">= 0"
+  xfail: "a bad metric is not an expected failure"
+patching.slop: "1.0 +- 0.5"
+""",
+    )
+    result = pytester.runpytest_inprocess(*([f"--neuron-run={regression_run}"] if with_run else []))
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*neuron_claims.yaml:3: unknown metric 'projection.head.rr'; did you mean *projection.head.r*",
+            "*neuron_claims.yaml:5: unknown metric 'patching.slop'; did you mean *patching.slope*",
         ]
     )

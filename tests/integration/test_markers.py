@@ -113,6 +113,45 @@ def test_bad_marker_is_a_usage_error(pytester: pytest.Pytester, marker: str, mes
     assert "usage error in test_bad_marker_is_a_usage_error.py::test_x: @pytest.mark." in result.stdout.str()
 
 
+def test_every_marker_error_of_a_session_is_reported_at_once(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_a="""
+        import pytest
+
+        @pytest.mark.projection(max_samples=0)
+        @pytest.mark.patching(mode="multiply")
+        def test_both_wrong(projection):
+            pass
+
+        def test_fine():
+            pass
+
+        @pytest.mark.neuron_run()
+        def test_no_path(projection):
+            pass
+        """,
+        test_b="""
+        import pytest
+
+        @pytest.mark.projection("positional")
+        def test_positional(projection):
+            pass
+        """,
+    )
+    result = pytester.runpytest_inprocess()
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.assert_outcomes(errors=3)
+    result.stdout.fnmatch_lines_random(
+        [
+            "*usage error in test_a.py::test_both_wrong: @pytest.mark.projection(max_samples=...)*",
+            "*usage error in test_a.py::test_both_wrong: @pytest.mark.patching(mode=...)*",
+            "*usage error in test_a.py::test_no_path: @pytest.mark.neuron_run needs one or more run paths*",
+            "*usage error in test_b.py::test_positional: @pytest.mark.projection takes keyword arguments only*",
+            "*Interrupted: 3 errors during collection*",
+        ]
+    )
+
+
 def test_markers_are_registered(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest_inprocess("--markers")
     result.stdout.fnmatch_lines(
