@@ -250,7 +250,7 @@ def read_side(
     :class:`NeuronProbeError` naming the path (and the run), never another exception."""
     name = None
     try:
-        summaries = load(path)
+        summaries = load(path)  # load_summaries: an unreadable file is already a NeuronProbeError naming it
         for key, summary in summaries.items():
             name = key  # named in the message if its numbers are malformed
             flatten(summary)
@@ -259,14 +259,9 @@ def read_side(
         if name is None:
             raise
         why = str(exc)
-    except UnicodeDecodeError:
-        why = "not UTF-8 text (a binary file, or UTF-16?); expected a summary.json as neuronprobe writes it"
-    except RecursionError:
-        why = "its JSON is nested too deeply to be a summary.json"
-    except (ValueError, OverflowError) as exc:
-        long_int = "integer string conversion" in str(exc) or "too large to convert" in str(exc)
-        why = "a number in it is too large to read" if long_int else f"cannot read it as a summary.json: {exc}"
-    raise NeuronProbeError(f"run {name!r}: {why}" if name is not None else why, path=path)
+    except (ValueError, OverflowError) as exc:  # flatten: e.g. an integer too large for a float
+        why = f"a value is not a usable number ({exc})"
+    raise NeuronProbeError(f"run {name!r}: {why}", path=path)
 
 
 def _check_known(claims: Sequence[tuple[str, Claim]], *sides: Mapping[str, Mapping[str, Metric]]) -> None:

@@ -1008,3 +1008,18 @@ def test_a_base_model_outside_the_run_is_said_and_recorded(
 def test_a_base_model_inside_the_run_is_not_outside(regression_run: Path, tmp_path: Path) -> None:
     root = copy_run(regression_run, tmp_path / "copy")
     assert load_run(root).base_model_outside is None
+
+
+def test_size_limits_are_configurable(regression_run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NEURONPROBE_MAX_DATASET_BYTES", "100")
+    with pytest.raises(
+        NeuronProbeError, match=r"over the limit of 100 bytes \(100 bytes; NEURONPROBE_MAX_DATASET_BYTES"
+    ):
+        load_run(regression_run)
+    monkeypatch.setenv("NEURONPROBE_MAX_DATASET_BYTES", "lots")
+    with pytest.raises(
+        NeuronProbeError, match=r"NEURONPROBE_MAX_DATASET_BYTES.*whole number of bytes >= 1, got 'lots'"
+    ):
+        load_run(regression_run)
+    monkeypatch.setenv("NEURONPROBE_MAX_DATASET_BYTES", str(2**40))
+    assert load_run(regression_run).data.shape[0] > 0

@@ -8,11 +8,22 @@ from pathlib import Path
 
 from pytest_neuronprobe.core.errors import NeuronProbeError
 
-__all__ = ["MAX_CONFIG_BYTES", "MAX_DATASET_BYTES", "MAX_HEAD_BYTES", "check_input_file"]
+__all__ = ["LIMITS", "check_input_file", "limit_of"]
 
-MAX_CONFIG_BYTES = 16 * 2**20  # config.json and introspection summaries
-MAX_DATASET_BYTES = 2**30  # a dataset CSV
-MAX_HEAD_BYTES = 2 * 2**30  # head.safetensors / head.pt
+#: The size limit of each kind of input file, in bytes (config.json and introspection summaries, the dataset
+#: CSV, the head file); ``NEURONPROBE_MAX_<KIND>_BYTES`` in the environment overrides one.
+LIMITS = {"config": 16 * 2**20, "dataset": 2**30, "head": 2 * 2**30}
+
+
+def limit_of(kind: str) -> tuple[int, str]:
+    """The size limit of ``kind`` (a key of :data:`LIMITS`) and the environment variable that sets it."""
+    var = f"NEURONPROBE_MAX_{kind.upper()}_BYTES"
+    raw = os.environ.get(var, "").strip()
+    if not raw:
+        return LIMITS[kind], var
+    if not raw.isdigit() or int(raw) < 1:
+        raise NeuronProbeError(f"expected a whole number of bytes >= 1, got {raw!r}", key=var)
+    return int(raw), var
 
 
 def _size(n: int) -> str:
@@ -22,8 +33,10 @@ def _size(n: int) -> str:
     return f"{n} bytes"
 
 
-def check_input_file(path: Path, limit: int, what: str = "file", expected: str = "a regular file") -> int:
-    """Raise unless `path` (symlinks followed) is a regular file of at most `limit` bytes; return its size."""
+def check_input_file(path: Path, kind: str, what: str = "file", expected: str = "a regular file") -> int:
+    """Raise unless `path` (symlinks followed) is a regular file within the size limit of `kind`
+    (:func:`limit_of`); return its size."""
+    limit, var = limit_of(kind)
     try:
         info = os.stat(path)
     except FileNotFoundError:
@@ -33,10 +46,11 @@ def check_input_file(path: Path, limit: int, what: str = "file", expected: str =
             f"not a readable {what} ({exc.strerror or exc}); expected {expected}", path=path
         ) from None
     if not stat.S_ISREG(info.st_mode):
-        kind = "a directory" if stat.S_ISDIR(info.st_mode) else "not a regular file: a device, FIFO or socket"
-        raise NeuronProbeError(f"not a readable {what} ({kind}); expected {expected}", path=path)
+        kind_of = "a directory" if stat.S_ISDIR(info.st_mode) else "not a regular file: a device, FIFO or socket"
+        raise NeuronProbeError(f"not a readable {what} ({kind_of}); expected {expected}", path=path)
     if info.st_size > limit:
         raise NeuronProbeError(
-            f"{what} is {_size(info.st_size)}, over the limit of {_size(limit)} ({limit} bytes)", path=path
+            f"{what} is {_size(info.st_size)}, over the limit of {_size(limit)} ({limit} bytes; {var} sets it)",
+            path=path,
         )
     return info.st_size

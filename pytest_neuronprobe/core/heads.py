@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from pytest_neuronprobe.core.errors import NeuronProbeError
-from pytest_neuronprobe.core.files import MAX_HEAD_BYTES, check_input_file
+from pytest_neuronprobe.core.files import check_input_file
 
 if TYPE_CHECKING:  # pragma: no cover
     from transformers import PreTrainedTokenizerBase
@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """Read `head.pt` (`weights_only=True`: never runs pickled code) or `head.safetensors`."""
-    if check_input_file(path, MAX_HEAD_BYTES, "head file", "a state dict of tensors") == 0:
+    if check_input_file(path, "head", "head file", "a state dict of tensors") == 0:
         raise NeuronProbeError("head file is empty (0 bytes)", path=path)
     try:
         if path.suffix == ".safetensors":

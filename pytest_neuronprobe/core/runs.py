@@ -16,7 +16,7 @@ import pandas as pd
 
 from pytest_neuronprobe.core.datasets import choose_split, read_dataset
 from pytest_neuronprobe.core.errors import NeuronProbeError
-from pytest_neuronprobe.core.files import MAX_CONFIG_BYTES, MAX_DATASET_BYTES, check_input_file
+from pytest_neuronprobe.core.files import check_input_file
 
 HEAD_FILES = ("head.safetensors", "head.pt")
 HEAD_TYPES = ("regression", "classification", "token")
@@ -119,7 +119,7 @@ def load_run(path: str | Path) -> Run:
     config = parse_config(_read_json(config_path), config_path, model_dir)
     layer, neuron = _layer_and_neuron(config, config_path, root, model_dir)
     dataset_path = find_dataset(root, model_dir, config, layer, neuron)
-    check_input_file(dataset_path, MAX_DATASET_BYTES, expected="a CSV with columns text, activation")
+    check_input_file(dataset_path, "dataset", expected="a CSV with columns text, activation")
     data = read_dataset(dataset_path)
     split = choose_split(data)
     return Run(
@@ -197,7 +197,7 @@ def _run_root(given: Path, model_dir: Path) -> Path:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    check_input_file(path, MAX_CONFIG_BYTES, expected="a JSON object")
+    check_input_file(path, "config", expected="a JSON object")
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:

@@ -8,6 +8,7 @@ import pytest
 
 from pytest_neuronprobe.pytest.items import ClaimItem
 from pytest_neuronprobe.pytest.stash import CURRENT_KEY, RECORD_KEY, RUN_PARAM, ItemOutcome, session_of
+from pytest_neuronprobe.report.terminal import HELD_UNEXPECTEDLY
 
 _TEXT_LIMIT = 4000
 
@@ -35,6 +36,8 @@ def _message(report: pytest.TestReport, call: pytest.CallInfo[None], item: pytes
     if report.skipped and isinstance(report.longrepr, tuple):
         return str(report.longrepr[2]).removeprefix("Skipped: ")
     if isinstance(item, ClaimItem) and item.verdict is not None:
+        if item.verdict.passed and report.failed:  # a strict xfail whose claim held
+            return f"{HELD_UNEXPECTEDLY} {item.claim.xfail}: {item.verdict.message}"
         return item.verdict.message
     if call.excinfo is not None:
         text = call.excinfo.exconly()

@@ -154,3 +154,16 @@ def test_session_lines_accept_a_bare_summary_and_quiet_levels() -> None:
     assert session_lines(SessionView(runs, baselines={"new": None}, unpaired={"new": "why"}))[1] == (
         "  no baseline for this run: why"
     )
+
+
+def test_a_strict_xfail_claim_that_held_is_not_marked_broken(pytester: pytest.Pytester, regression_run: Path) -> None:
+    pytester.makefile(
+        ".yaml",
+        neuron_claims='dataset_size:\n  expect: ">= 1"\n  xfail: "expected to fail, but holds"\n'
+        'projection.head.r: ">= 2"\n',
+    )
+    result = pytester.runpytest_inprocess(f"--neuron-run={regression_run}")
+    result.assert_outcomes(failed=2)
+    section = _section(result)
+    assert [line.split()[0] for line in section if "✗ broke" in line] == ["projection.head.r"]
+    result.stdout.fnmatch_lines(["*[[]XPASS(strict)[]] expected to fail, but holds*"])
