@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from pytest_neuronprobe.analyses.head_fit import bin_labels, fit_mlp, ridge_fit
+from pytest_neuronprobe.analyses.head_fit import bin_labels, fit_mlp, ridge_fit, ridge_fit_columns
 from pytest_neuronprobe.analyses.options import NAMES, ControlOptions, Progress
 from pytest_neuronprobe.analyses.rows import analysed_rows, train_rows
 from pytest_neuronprobe.analyses.stats import (
@@ -194,13 +194,19 @@ def control_task(
     if why is not None:
         u = Undefined(why)
         return ControlBaseline(u, u, u, u, head_r, u, reason=why, **sizes)  # type: ignore[arg-type]
-    rs: list[float] = []
-    for k in range(shuffles):
-        shuffled = y_train[np.random.default_rng(seed + k).permutation(len(y_train))]
-        rs.append(
-            pearson(control_predictions(shape, x_train, shuffled, x_eval, seed=seed + k, steps=steps), y_eval) or 0.0
-        )
-    constant = sum(1 for k in range(shuffles) if rs[k] == 0.0)
+    shuffled = np.stack(
+        [y_train[np.random.default_rng(seed + k).permutation(len(y_train))] for k in range(shuffles)], 1
+    )
+    if shape.fit == "closed-form least squares":  # one decomposition of the features serves every shuffle
+        w, b = ridge_fit_columns(x_train.double().numpy(), shuffled)
+        predictions = list((x_eval.double().numpy() @ w + b).T)
+    else:
+        predictions = [
+            control_predictions(shape, x_train, shuffled[:, k], x_eval, seed=seed + k, steps=steps)
+            for k in range(shuffles)
+        ]
+    found = [pearson(p, y_eval) for p in predictions]
+    rs = [0.0 if r is None else r for r in found]
     r = float(np.mean(rs))
     sd: Number = float(np.std(rs, ddof=1)) if shuffles > 1 else Undefined("one shuffle: no spread")
     selectivity: Number = head_r - r if isinstance(head_r, float) else Undefined("the head's prediction r is undefined")
@@ -212,7 +218,7 @@ def control_task(
         head_r,
         selectivity,
         shuffle_r=tuple(rs),
-        n_constant=constant,
+        n_constant=found.count(None),
         **sizes,  # type: ignore[arg-type]
     )
 

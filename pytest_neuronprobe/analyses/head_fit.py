@@ -13,7 +13,7 @@ import numpy.typing as npt
 import torch
 import torch.nn.functional as F
 
-__all__ = ["MLP_STEPS", "bin_labels", "fit_mlp", "ridge_fit"]
+__all__ = ["MLP_STEPS", "bin_labels", "fit_mlp", "ridge_fit", "ridge_fit_columns"]
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -33,14 +33,20 @@ def ridge_fit(x: FloatArray, y: FloatArray) -> tuple[FloatArray, float]:
     rounding noise of float32 features (under `compat` processing every residual vector sums to zero,
     so one such direction always exists) and get weight zero, as `lstsq(rcond=RCOND)` would give them.
     """
+    w, b = ridge_fit_columns(x, y[:, None])
+    return w[:, 0], float(b[0])
+
+
+def ridge_fit_columns(x: FloatArray, y: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """:func:`ridge_fit` of each column of `y` [n, k] on the same `x`, one decomposition for all: ([d, k], [k])."""
     x_mean = x.mean(0)
-    y_mean = float(y.mean())
+    y_mean = y.mean(0)
     u, sv, vt = np.linalg.svd(x - x_mean, full_matrices=False)
     keep = sv > RCOND * (sv[0] if len(sv) else 0.0)
     lam = RIDGE * float(np.mean(sv[keep] ** 2)) if keep.any() else 0.0
     gain = np.where(keep, sv / np.where(keep, sv**2 + lam, 1.0), 0.0)
-    w = vt.T @ (gain * (u.T @ (y - y_mean)))
-    return w, float(y_mean - x_mean @ w)
+    w = vt.T @ (gain[:, None] * (u.T @ (y - y_mean)))
+    return w, y_mean - x_mean @ w
 
 
 def bin_labels(values: FloatArray, edges: npt.ArrayLike) -> torch.Tensor:
