@@ -104,5 +104,7 @@ def plan(items: list[pytest.Item], state: NeuronSession) -> None:
     wants_projection = "projection" in fixtures or any(n[0] for n in needs)
     wants_patching = "patching" in fixtures or any(n[1] for n in needs)
     settings = state.settings
-    state.control_wanted = bool(settings.report_dir) or any(needs_control([i.claim.metric]) for i in claim_items)
+    # the report shows the control task, the history records every headline metric, claims may need it
+    wanted = bool(settings.report_dir or settings.history_dir)
+    state.control_wanted = wanted or any(needs_control([item.claim.metric]) for item in claim_items)
     state.joint = bool(settings.report_dir or settings.update_baseline or (wants_projection and wants_patching))
