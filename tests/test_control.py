@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import io
 import json
 from pathlib import Path
 
@@ -9,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from pytest_neuronprobe.analyses.cache import dumps, loads
 from pytest_neuronprobe.analyses.control import (
     NO_TRAIN_REASON,
     TOKEN_REASON,
@@ -166,6 +169,7 @@ def test_tiny_runs_control_and_input_probe(regression_run: Path, classification_
         assert result.control.n_train == 48 and result.control.n == projection.n == 12
         assert result.control.selectivity == pytest.approx(result.control.head_r - result.control.r)
         assert result.input_probe.defined and "ControlResult(" in repr(result)
+        assert loads(io.BytesIO(dumps(result, "k")), "k") == dataclasses.replace(result, run_name="")  # the cache
         flat = flatten(result.as_dict())
         assert flat["projection.control.r"].value == pytest.approx(result.control.r)
         assert flat["projection.input_probe.r"].has_interval

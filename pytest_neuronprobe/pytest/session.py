@@ -79,8 +79,7 @@ class NeuronSession:
     remote_paths: dict[str, str] = field(default_factory=dict)
     #: Set when the session needs both default analyses of a run: then one clean pass serves both.
     joint: bool = False
-    #: Set when claims or the report need the control analysis: then run summaries carry it.
-    control_wanted: bool = False
+    control_wanted: bool = False  #: claims, the report or the history need the control analysis (summaries carry it)
     #: Each run's results as this process froze them (finish.complete), all runs' (finish.finish), what was written.
     done: dict[str, RunResults] = field(default_factory=dict)
     final: dict[str, RunResults] = field(default_factory=dict)
@@ -229,8 +228,7 @@ class NeuronSession:
     def control_options(
         self, projection: Mapping[str, object] | None = None, keywords: Mapping[str, object] | None = None
     ) -> ControlOptions:
-        """The control options in effect: the projection options (marker keywords `projection`) and the
-        `@pytest.mark.projection_control` keywords over the defaults."""
+        """The control options in effect: the projection's (marker keywords), then projection_control's keywords."""
         from pytest_neuronprobe.analyses.options import ControlOptions
 
         base = ControlOptions(projection=self.projection_options(projection))
@@ -242,10 +240,7 @@ class NeuronSession:
 
         options = options or self.control_options()
         result = self._analysis(
-            label,
-            options,
-            analyze_control,
-            lambda r: f"control task of {label} ({r.control.n_shuffles} shuffles, {r.control.n_train} train texts)",
+            label, options, analyze_control, lambda r: f"control task of {label} ({r.control.n_train} texts)"
         )
         assert isinstance(result, ControlResult)
         return result
@@ -365,8 +360,7 @@ class NeuronSession:
         if proj is None and patch is None:
             return None
         control = self._results.get(self._key(label, self.control_options()))
-        summary = build_summary(self.probe(label), proj, patch, control)  # type: ignore[arg-type]
-        return RunResults.of(label, summary, proj, patch)  # type: ignore[arg-type]
+        return RunResults.of(label, build_summary(self.probe(label), proj, patch, control), proj, patch)  # type: ignore[arg-type]
 
     def summary(self, label: str, *, projection: bool, patching: bool) -> dict[str, object]:
         """This run's summary with the default analyses asked for (built once per session)."""
