@@ -282,7 +282,7 @@ def analyze_control(
         u = Undefined(TOKEN_REASON)
         head_r = as_number(pearson(prediction, y_eval), "the head's prediction r is undefined")
         control = ControlBaseline(
-            u, u, u, u, head_r, u, options.shuffles, len(y_train), len(y_eval), reason=TOKEN_REASON
+            u, u, u, u, head_r, u, options.shuffles, len(y_train), len(y_eval), "not fitted", reason=TOKEN_REASON
         )
     if probe.is_mlp_neuron:
         probe_r = input_probe(
