@@ -20,10 +20,11 @@ from typing import TYPE_CHECKING
 from pytest_neuronprobe.core.version import __version__
 
 if TYPE_CHECKING:  # pragma: no cover
+    from pytest_neuronprobe.analyses.control import ControlResult, analyze_control
     from pytest_neuronprobe.analyses.fits import LinearFit
     from pytest_neuronprobe.analyses.joint import analyze
     from pytest_neuronprobe.analyses.nulls import NullComparison
-    from pytest_neuronprobe.analyses.options import PatchingOptions, ProjectionOptions
+    from pytest_neuronprobe.analyses.options import ControlOptions, PatchingOptions, ProjectionOptions
     from pytest_neuronprobe.analyses.patching import analyze_patching
     from pytest_neuronprobe.analyses.patching_fit import PatchingResult
     from pytest_neuronprobe.analyses.projection import ProjectionResult, analyze_projection
@@ -49,6 +50,9 @@ _HOMES = {
     "analyze_patching": "analyses.patching",
     "PatchingResult": "analyses.patching_fit",
     "analyze": "analyses.joint",
+    "ControlOptions": "analyses.options",
+    "analyze_control": "analyses.control",
+    "ControlResult": "analyses.control",
     "Correlation": "analyses.stats",
     "Undefined": "analyses.stats",
     "LinearFit": "analyses.fits",

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from pytest_neuronprobe.baseline import load_summaries, load_summary
-from pytest_neuronprobe.claims.metrics import HEADLINE_METRICS
+from pytest_neuronprobe.claims.metrics import CONTROL_PREFIXES, HEADLINE_METRICS
 from pytest_neuronprobe.cli import add_compare_parser, compare_main
 from pytest_neuronprobe.compare import (
     Row,
@@ -171,7 +171,8 @@ def test_missing_paths_and_duplicates(tmp_path: Path) -> None:
 def test_diff_rows_headline_metrics() -> None:
     rows = diff_rows(make_summary(head=0.8), make_summary(head=0.75, mlp=False))
     by = {r.metric: r for r in rows}
-    assert [r.metric for r in rows] == [m for m in HEADLINE_METRICS if "neurons" not in m]
+    shown = [m for m in HEADLINE_METRICS if "neurons" not in m and not m.startswith(CONTROL_PREFIXES)]
+    assert [r.metric for r in rows] == shown  # no control analysis in these summaries: no control rows
     assert by["projection.head.r"].delta == pytest.approx(-0.05)
     assert by["projection.input.r"] == Row("projection.input.r", 0.61, None, None)
     assert by["patching.slope"].delta == 0

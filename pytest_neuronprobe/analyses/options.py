@@ -31,7 +31,7 @@ DEFAULT_FACTORS: Mapping[str, tuple[float, ...]] = {"scale": (0.0, 0.25, 0.5, 0.
 DEFAULT_BATCH_SIZE = 32
 
 Validator = Callable[[object], object]
-OptionsT = TypeVar("OptionsT", "ProjectionOptions", "PatchingOptions")
+OptionsT = TypeVar("OptionsT", "ProjectionOptions", "PatchingOptions", "ControlOptions")
 
 
 # -- value checks (each raises OptionError saying what is expected) ---------------------------------
@@ -258,6 +258,33 @@ class PatchingOptions:
 
     @classmethod
     def from_keywords(cls, base: PatchingOptions, keywords: Mapping[str, object], *, where: str) -> PatchingOptions:
+        """`base` with the keywords of a marker applied (checked; messages prefixed by `where`)."""
+        return _from_keywords(cls, base, keywords, where)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ControlOptions:
+    """Options of the control task and the input probe: the projection options they share (which texts,
+    the input hook, the seed), the number of shuffles and the optimiser steps of non-linear control heads."""
+
+    kind: ClassVar[str] = "control"
+    #: The keywords `@pytest.mark.projection_control(...)` accepts (the rest come from `projection`).
+    KEYWORDS: ClassVar[tuple[str, ...]] = ("shuffles", "steps")
+
+    projection: ProjectionOptions = ProjectionOptions()
+    shuffles: int = 5
+    #: Full-batch AdamW steps of a hidden-layer or classification control head (make-run's MLP_STEPS).
+    steps: int = 400
+
+    @staticmethod
+    def validators() -> dict[str, Validator]:
+        return {"shuffles": positive_int, "steps": positive_int}
+
+    def __post_init__(self) -> None:
+        _check_fields(self, self.validators())
+
+    @classmethod
+    def from_keywords(cls, base: ControlOptions, keywords: Mapping[str, object], *, where: str) -> ControlOptions:
         """`base` with the keywords of a marker applied (checked; messages prefixed by `where`)."""
         return _from_keywords(cls, base, keywords, where)
 

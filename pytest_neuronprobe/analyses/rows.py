@@ -29,3 +29,16 @@ def analysed_rows(
         keep = np.sort(np.random.default_rng(seed).choice(len(data), size=max_samples, replace=False))
         data = data.iloc[keep]
     return data, used
+
+
+def train_rows(run: Run, analysed: pd.DataFrame, *, max_samples: int | None, seed: int) -> pd.DataFrame:
+    """The rows a control head or probe is fitted on: `split == "train"`, minus any analysed row, then
+    `max_samples` drawn with `seed` (empty when the dataset has no such rows)."""
+    if "split" not in run.data.columns:
+        empty: pd.DataFrame = run.data.iloc[:0]
+        return empty
+    data: pd.DataFrame = run.data[(run.data["split"] == "train") & ~run.data.index.isin(analysed.index)]
+    if max_samples is not None and len(data) > max_samples:
+        keep = np.sort(np.random.default_rng(seed).choice(len(data), size=max_samples, replace=False))
+        data = data.iloc[keep]
+    return data

@@ -11,6 +11,9 @@ The names follow the attribute paths of the Python result objects:
 - ``patching.slope`` (with its 95% interval), ``patching.intercept``, ``patching.r_squared``,
   ``patching.baseline_correlation``, ``patching.direct_slope``, ``patching.direct_fraction``,
   ``patching.n_texts``;
+- ``projection.control.r | r_sd | r_min | r_max | head_r | selectivity | n_shuffles | n_train`` (the
+  control task) and ``projection.input_probe.r | r_squared | p_value | spearman | n`` (``r`` with its
+  interval), present when the control analysis ran (:func:`needs_control`);
 - ``dataset_size``;
 - ``baseline.comparable`` (the pytest plugin only): 1 when the run and its paired baseline were
   analysed alike (split, n, options, processing, base model, package version), else 0.
@@ -35,6 +38,7 @@ __all__ = [
     "claim_needs",
     "flatten",
     "is_known_metric",
+    "needs_control",
 ]
 
 _CORRELATION_FIELDS = (
@@ -46,6 +50,9 @@ _CORRELATION_FIELDS = (
 )
 _WEIGHT_FIELDS = ("head_input", "head_output", "input_output")
 _NULL_FIELDS = ("observed", "p_value", "percentile_95", "selectivity", "n_null")
+_CONTROL_FIELDS = ("r", "r_sd", "r_min", "r_max", "head_r", "selectivity", "n_shuffles", "n_train")
+#: The prefixes of the metrics the control analysis fills (analyses/control.py).
+CONTROL_PREFIXES = ("projection.control.", "projection.input_probe.")
 _PATCHING_FIELDS = (
     "slope",
     "intercept",
@@ -63,6 +70,8 @@ KNOWN_METRICS: tuple[str, ...] = (
     *(f"projection.null.{k}.{f}" for k in ("random", "neurons") for f in _NULL_FIELDS),
     *(f"patching.{f}" for f in _PATCHING_FIELDS),
     "dataset_size",
+    *(f"projection.control.{f}" for f in _CONTROL_FIELDS),
+    *(f"projection.input_probe.{f}" for f, _ in _CORRELATION_FIELDS),
 )
 
 #: Metrics of a run's pairing with its baseline, not of a summary (the pytest plugin judges them).
@@ -88,6 +97,9 @@ HEADLINE_METRICS: tuple[str, ...] = (
     "patching.r_squared",
     "patching.baseline_correlation",
     "patching.direct_slope",
+    "projection.control.r",
+    "projection.control.selectivity",
+    "projection.input_probe.r",
 )
 
 
@@ -121,6 +133,11 @@ def claim_needs(metrics: Iterable[str]) -> tuple[bool, bool]:
     projection = pair or any(m.startswith("projection.") or m == "dataset_size" for m in names)
     patching = pair or any(m.startswith("patching.") for m in names)
     return projection, patching
+
+
+def needs_control(metrics: Iterable[str]) -> bool:
+    """Whether the named metrics need the control analysis (the control task, the input probe)."""
+    return any(m.startswith(CONTROL_PREFIXES) for m in metrics)
 
 
 def _number(x: object, key: str) -> float | None:
@@ -184,19 +201,28 @@ def _projections(out: _Flattener, summary: Mapping[str, object]) -> bool:
         if not entry:  # {}: the projection analysis did not run
             continue
         ran = True
-        reason = _reason(entry)
-        for field_name, key in _CORRELATION_FIELDS:
-            interval = ("ci_low", "ci_high") if field_name == "r" else (None, None)
-            out.add(
-                f"projection.{p}.{field_name}",
-                entry,
-                key,
-                f"projections.{p}",
-                lo=interval[0],
-                hi=interval[1],
-                reason=reason,
-            )
+        _correlation(out, f"projection.{p}", entry, f"projections.{p}")
     return ran
+
+
+def _correlation(out: _Flattener, name: str, entry: Mapping[str, object], where: str) -> None:
+    reason = _reason(entry)
+    for field_name, key in _CORRELATION_FIELDS:
+        interval = ("ci_low", "ci_high") if field_name == "r" else (None, None)
+        out.add(f"{name}.{field_name}", entry, key, where, lo=interval[0], hi=interval[1], reason=reason)
+
+
+def _control(out: _Flattener, summary: Mapping[str, object]) -> None:
+    """The control task (`control`: undefined numbers have a sibling `<name>_reason`) and the input probe."""
+    control = _section(summary, "control", "")
+    if control is not None:
+        for name in _CONTROL_FIELDS:
+            if name in control:
+                why = control.get(f"{name}_reason")
+                out.add(f"projection.control.{name}", control, name, "control", reason=str(why) if why else None)
+    probe = _section(summary, "input_probe", "")
+    if probe:
+        _correlation(out, "projection.input_probe", probe, "input_probe")
 
 
 def _weights(out: _Flattener, summary: Mapping[str, object], ran_projection: bool) -> None:
@@ -246,6 +272,7 @@ def flatten(summary: Mapping[str, object]) -> dict[str, Metric]:
     _weights(f, summary, ran_projection)
     _null(f, summary)
     _patching(f, summary)
+    _control(f, summary)
     if "dataset_size" in summary:
         f.add("dataset_size", summary, "dataset_size", "summary")
     return f.out

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from pytest_neuronprobe.core.formatting import format_significant
 
 if TYPE_CHECKING:  # pragma: no cover
+    from pytest_neuronprobe.analyses.control import ControlResult
     from pytest_neuronprobe.analyses.patching_fit import PatchingResult
     from pytest_neuronprobe.analyses.projection import ProjectionResult
     from pytest_neuronprobe.claims.verdicts import Verdict
@@ -133,8 +134,9 @@ def describe_operand(x: object, results: Iterable[AnalysisResult], label: str | 
     return None
 
 
-def summary_of(*results: AnalysisResult | Mapping[str, object]) -> dict[str, Any]:
+def summary_of(*results: AnalysisResult | ControlResult | Mapping[str, object]) -> dict[str, Any]:
     """The parts of a summary.json (SPEC §5) that the given results fill (for claims.flatten)."""
+    from pytest_neuronprobe.analyses.control import ControlResult
     from pytest_neuronprobe.analyses.patching_fit import PatchingResult
     from pytest_neuronprobe.analyses.projection import ProjectionResult
 
@@ -152,16 +154,21 @@ def summary_of(*results: AnalysisResult | Mapping[str, object]) -> dict[str, Any
         elif isinstance(res, PatchingResult):
             summary["run"]["name"] = summary["run"]["name"] or res.run_name
             summary["patching"] = res.as_dict()
+        elif isinstance(res, ControlResult):
+            summary["run"]["name"] = summary["run"]["name"] or res.run_name
+            summary.update(res.as_dict())
         elif isinstance(res, Mapping):
             summary.update(res)
         else:
-            raise TypeError(f"expected ProjectionResult, PatchingResult or a summary dict, got {type(res).__name__}")
+            raise TypeError(
+                f"expected ProjectionResult, PatchingResult, ControlResult or a summary dict, got {type(res).__name__}"
+            )
     return summary
 
 
 def check_claim(
     claim: str,
-    *results: AnalysisResult | Mapping[str, object],
+    *results: AnalysisResult | ControlResult | Mapping[str, object],
     baseline: Mapping[str, object] | None = None,
     judge: str = "bound",
 ) -> Verdict:
@@ -176,7 +183,7 @@ def check_claim(
 
 def assert_claim(
     claim: str,
-    *results: AnalysisResult | Mapping[str, object],
+    *results: AnalysisResult | ControlResult | Mapping[str, object],
     baseline: Mapping[str, object] | None = None,
     judge: str = "bound",
 ) -> None:

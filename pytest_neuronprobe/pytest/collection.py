@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from pytest_neuronprobe.claims.metrics import needs_control
 from pytest_neuronprobe.core.errors import NeuronProbeError, OptionError
 from pytest_neuronprobe.pytest.items import ClaimItem
 from pytest_neuronprobe.pytest.session import NeuronSession
@@ -17,27 +18,30 @@ MARKERS = (
     "wins over --neuron-max-samples",
     "patching(**options): options of the patching analysis this test receives ({keywords}); "
     "wins over --neuron-max-samples",
+    "projection_control(**options): options of the control task this test's `projection_control` receives "
+    "({keywords}); which texts and the seed come from @pytest.mark.projection",
     "neuron_run(path, ...): run this test on these run directories/globs (relative to the test file) "
     "instead of --neuron-run",
 )
 
 
 def register_markers(config: pytest.Config) -> None:
-    from pytest_neuronprobe.analyses.options import PatchingOptions, ProjectionOptions
+    from pytest_neuronprobe.analyses.options import ControlOptions, PatchingOptions, ProjectionOptions
 
-    keywords = (ProjectionOptions.KEYWORDS, PatchingOptions.KEYWORDS, ())
+    keywords = (ProjectionOptions.KEYWORDS, PatchingOptions.KEYWORDS, ControlOptions.KEYWORDS, ())
     for line, names in zip(MARKERS, keywords, strict=True):
         config.addinivalue_line("markers", line.format(keywords=", ".join(names)))
 
 
 def check_markers(definition: pytest.Function, state: NeuronSession) -> list[str]:
     """Every problem with the analysis markers' keywords (each names the bad one and what is accepted)."""
-    from pytest_neuronprobe.analyses.options import PatchingOptions, ProjectionOptions
+    from pytest_neuronprobe.analyses.options import ControlOptions, PatchingOptions, ProjectionOptions
 
     problems = []
     for name, accepted, resolve in (
         ("projection", ProjectionOptions.KEYWORDS, state.projection_options),
         ("patching", PatchingOptions.KEYWORDS, state.patching_options),
+        ("projection_control", ControlOptions.KEYWORDS, lambda kw: state.control_options(None, kw)),
     ):
         marker = definition.get_closest_marker(name)
         if marker is None:
@@ -124,8 +128,12 @@ def plan(items: list[pytest.Item], state: NeuronSession) -> None:
     for i, item in enumerate(items):
         item.stash[RECORD_KEY] = ItemOutcome(order=i)
     fixtures = {name for item in items for name in getattr(item, "fixturenames", ())}
-    needs = [item.needs for item in items if isinstance(item, ClaimItem)]
+    claim_items = [item for item in items if isinstance(item, ClaimItem)]
+    needs = [item.needs for item in claim_items]
     wants_projection = "projection" in fixtures or any(n[0] for n in needs)
     wants_patching = "patching" in fixtures or any(n[1] for n in needs)
     settings = state.settings
+    # the report shows the control task, the history records every headline metric, claims may need it
+    wanted = bool(settings.report_dir or settings.history_dir)
+    state.control_wanted = wanted or any(needs_control([item.claim.metric]) for item in claim_items)
     state.joint = bool(settings.report_dir or settings.update_baseline or (wants_projection and wants_patching))

@@ -42,6 +42,8 @@ def complete(state: NeuronSession, *, worker: bool) -> None:
             if wants_complete_runs(state):
                 state.projection(label)
                 state.patching(label)
+                if state.control_wanted:
+                    state.control(label)
             results = state.results(label)
         except Exception as exc:  # noqa: BLE001 - reported at the end, and must not stop the other runs
             results = RunResults.failed(label, exc)

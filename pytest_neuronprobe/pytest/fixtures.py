@@ -19,6 +19,7 @@ from pytest_neuronprobe.report.terminal import NO_RUN_REASON
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
+    from pytest_neuronprobe.analyses.control import ControlResult
     from pytest_neuronprobe.analyses.patching_fit import PatchingResult
     from pytest_neuronprobe.analyses.projection import ProjectionResult
     from pytest_neuronprobe.core.heads import Head
@@ -155,6 +156,30 @@ def patching(_neuronprobe_run: str, request: pytest.FixtureRequest) -> PatchingR
 
 
 @pytest.fixture
+def projection_control(_neuronprobe_run: str, request: pytest.FixtureRequest) -> ControlResult:
+    """Baselines for the head's r (`ControlResult`): `.control` is the control task (Hewitt & Liang
+    2019: heads of the head's type and size retrained on the train rows with shuffled targets; `.r` is
+    their mean r on the analysed rows, `.r_sd`/`.r_min`/`.r_max` the spread over shuffles, `.selectivity`
+    the head's prediction r minus `.r`), `.input_probe` a linear probe fitted on the neuron's own input
+    hook (a `Correlation`). Computed once per session per (run, device, options). Example:
+        @pytest.mark.projection_control(shuffles=10)
+        def test_head_beats_its_control(projection_control):
+            assert projection_control.control.selectivity > 0.5
+    Options: the texts and seed of @pytest.mark.projection(...), and
+    @pytest.mark.projection_control(shuffles=, steps=).
+    """
+    state = session_of(request.config)
+    options = state.control_options(
+        marker_keywords(request.node, "projection"), marker_keywords(request.node, "projection_control")
+    )
+    result = state.control(_neuronprobe_run, options)
+    request.node.user_properties.append(("projection.control.r", prop(result.control.r)))
+    request.node.user_properties.append(("projection.control.selectivity", prop(result.control.selectivity)))
+    request.node.user_properties.append(("projection.input_probe.r", prop(result.input_probe.r)))
+    return result
+
+
+@pytest.fixture
 def neuron_baseline(_neuronprobe_run: str, request: pytest.FixtureRequest) -> dict[str, object]:
     """The baseline summary.json dict of this run (from --neuron-baseline), to compare with;
     the baseline's summary this run pairs with (its name, else its neuron, else a single-summary baseline;
@@ -183,5 +208,6 @@ FIXTURES = (
     neuron_dataset,
     projection,
     patching,
+    projection_control,
     neuron_baseline,
 )

@@ -25,6 +25,7 @@ from pytest_neuronprobe.pytest.fixtures import (
     patching,
     probe_head,
     projection,
+    projection_control,
 )
 from pytest_neuronprobe.pytest.items import collect_file
 from pytest_neuronprobe.pytest.options import REQUIRE_RUN_MESSAGE, add_options, settings_from_config
@@ -40,6 +41,7 @@ __all__ = [
     "patching",
     "probe_head",
     "projection",
+    "projection_control",
 ]
 
 

@@ -152,6 +152,9 @@ class RunResults:
             summary["patching"] = other.summary.get("patching")
             out.has_patching = True
             out.patching_arrays = other.patching_arrays
+        for key in ("control", "input_probe"):  # the control analysis (claims or the report asked for it)
+            if key not in summary and key in other.summary:
+                summary[key] = other.summary[key]
         if "provenance" not in summary and "provenance" in other.summary:
             summary["provenance"] = other.summary["provenance"]
         return out

@@ -23,7 +23,8 @@ if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
     from pytest_neuronprobe.analyses.cache import ResultCache
-    from pytest_neuronprobe.analyses.options import PatchingOptions, Progress, ProjectionOptions
+    from pytest_neuronprobe.analyses.control import ControlResult
+    from pytest_neuronprobe.analyses.options import ControlOptions, PatchingOptions, Progress, ProjectionOptions
     from pytest_neuronprobe.analyses.patching_fit import PatchingResult
     from pytest_neuronprobe.analyses.projection import ProjectionResult
     from pytest_neuronprobe.baseline import BaselinePair, NeuronIdentity, Pairing
@@ -35,7 +36,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 R = TypeVar("R")
-OptionsT = TypeVar("OptionsT", bound="ProjectionOptions | PatchingOptions")
+OptionsT = TypeVar("OptionsT", bound="ProjectionOptions | PatchingOptions | ControlOptions")
 #: How often a long analysis says how far it is (seconds).
 PROGRESS_SECONDS = 5.0
 
@@ -78,6 +79,7 @@ class NeuronSession:
     remote_paths: dict[str, str] = field(default_factory=dict)
     #: Set when the session needs both default analyses of a run: then one clean pass serves both.
     joint: bool = False
+    control_wanted: bool = False  #: claims, the report or the history need the control analysis (summaries carry it)
     #: Each run's results as this process froze them (finish.complete), all runs' (finish.finish), what was written.
     done: dict[str, RunResults] = field(default_factory=dict)
     final: dict[str, RunResults] = field(default_factory=dict)
@@ -225,6 +227,26 @@ class NeuronSession:
         assert isinstance(result, PatchingResult)
         return result
 
+    def control_options(
+        self, projection: Mapping[str, object] | None = None, keywords: Mapping[str, object] | None = None
+    ) -> ControlOptions:
+        """The control options in effect: the projection's (marker keywords), then projection_control's keywords."""
+        from pytest_neuronprobe.analyses.options import ControlOptions
+
+        base = ControlOptions(projection=self.projection_options(projection))
+        return ControlOptions.from_keywords(base, keywords or {}, where="@pytest.mark.projection_control")
+
+    def control(self, label: str, options: ControlOptions | None = None) -> ControlResult:
+        """The control task and input probe of this run with these options (default: the session's), once."""
+        from pytest_neuronprobe.analyses.control import ControlResult, analyze_control
+
+        options = options or self.control_options()
+        result = self._analysis(
+            label, options, analyze_control, lambda r: f"control task of {label} ({r.control.n_train} texts)"
+        )
+        assert isinstance(result, ControlResult)
+        return result
+
     def _key(self, label: str, options: object) -> tuple[Path, str, object]:
         return self.entries[label].path, self.settings.device, options
 
@@ -339,7 +361,8 @@ class NeuronSession:
         proj, patch = self._results.get(pkey), self._results.get(tkey)
         if proj is None and patch is None:
             return None
-        return RunResults.of(label, build_summary(self.probe(label), proj, patch), proj, patch)  # type: ignore[arg-type]
+        control = self._results.get(self._key(label, self.control_options()))
+        return RunResults.of(label, build_summary(self.probe(label), proj, patch, control), proj, patch)  # type: ignore[arg-type]
 
     def _summary_key(
         self, label: str, projection: bool, patching: bool, options: Mapping[str, object] | None
@@ -369,6 +392,7 @@ class NeuronSession:
                     self.probe(label),
                     self.projection(label, proj) if proj else None,
                     self.patching(label, patch) if patch else None,
+                    self.control(label) if proj and self.control_wanted else None,
                 )
                 summary["run"]["name"] = label  # type: ignore[index]
             self._summaries[key] = summary

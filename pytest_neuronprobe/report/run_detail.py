@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pytest_neuronprobe.analyses.options import NAMES
 from pytest_neuronprobe.claims.metrics import Metric
-from pytest_neuronprobe.core.formatting import format_interval, format_p_value
+from pytest_neuronprobe.core.formatting import format_fixed, format_interval, format_p_value
 from pytest_neuronprobe.report.figures import PLOT_FILES
 from pytest_neuronprobe.report.markup import (
     badge,
@@ -78,6 +78,38 @@ def _patching_table(patch: Mapping[str, object]) -> str:
     return f'<table class="kv"><tbody>{body}</tbody></table>'
 
 
+_CONTROL_SHOWN = (
+    ("r", "control r (mean over shuffles)"),
+    ("r_sd", "sd over shuffles"),
+    ("r_min", "lowest"),
+    ("r_max", "highest"),
+    ("head_r", "head r (its prediction)"),
+    ("selectivity", "selectivity (head r - control r)"),
+)
+
+
+def control_table(summary: Mapping[str, object]) -> str:
+    """The control task (each undefined number with its reason) and the input probe."""
+    control, probe = summary.get("control"), summary.get("input_probe")
+    rows = []
+    if isinstance(control, Mapping):
+        for key, label in _CONTROL_SHOWN:
+            value = control.get(key)
+            cell = f'<td class="num">{undefined(str(control.get(f"{key}_reason") or ""))}</td>'
+            rows.append(f"<tr><th>{esc(label)}</th>{cell if value is None else num_cell(value)}</tr>")
+        fit = f"{control.get('n_shuffles')} shuffles, {control.get('n_train')} train texts, {control.get('fit')}"
+        rows.append(f"<tr><th>control heads</th><td>{esc(fit)}</td></tr>")
+    if isinstance(probe, Mapping):
+        ci = format_interval(probe.get("ci_low"), probe.get("ci_high"))
+        text = (
+            undefined(str(probe.get("reason") or ""))
+            if probe.get("correlation") is None
+            else esc(f"{format_fixed(probe.get('correlation'))} (95% CI {ci or 'undefined'}, n = {probe.get('n')})")
+        )
+        rows.append(f'<tr><th>input probe r</th><td class="num">{text}</td></tr>')
+    return f'<table class="kv"><tbody>{"".join(rows)}</tbody></table>'
+
+
 def numbers_html(summary: Mapping[str, object], report: RunData) -> list[str]:
     """The run, projection, weight, patching, null and direct-effect tables."""
     parts: list[str] = []
@@ -99,6 +131,8 @@ def numbers_html(summary: Mapping[str, object], report: RunData) -> list[str]:
     patch = summary.get("patching")
     if isinstance(patch, Mapping) and patch:
         parts += ["<h4>Patching</h4>", _patching_table(patch)]
+    if "control" in summary or "input_probe" in summary:
+        parts += ["<h4>Control task and input probe</h4>", control_table(summary)]
     for key, label in (("null", "Null distribution"), ("direct_effect", "Direct effect")):
         value = summary.get(key)
         if isinstance(value, Mapping) and value:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import platform
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
 from pytest_neuronprobe.analyses.options import NAMES
 from pytest_neuronprobe.analyses.patching_fit import PatchingResult
@@ -12,6 +13,9 @@ from pytest_neuronprobe.core.digests import file_digest, package_version, tree_d
 from pytest_neuronprobe.core.probe import Probe
 from pytest_neuronprobe.core.version import __version__
 from pytest_neuronprobe.report.files import RunReport
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pytest_neuronprobe.analyses.control import ControlResult
 
 LIBRARIES = ("torch", "transformer_lens", "transformers", "numpy", "scipy", "pandas")
 
@@ -55,9 +59,12 @@ def provenance(probe: Probe) -> dict[str, object]:
 
 
 def build_summary(
-    probe: Probe, projection: ProjectionResult | None = None, patching: PatchingResult | None = None
+    probe: Probe,
+    projection: ProjectionResult | None = None,
+    patching: PatchingResult | None = None,
+    control: ControlResult | None = None,
 ) -> dict[str, object]:
-    """The SPEC §5 dict; analyses not run are present as empty objects / null."""
+    """The SPEC §5 dict; analyses not run are present as empty objects / null (the control's are absent)."""
     run = probe.run
     split = projection.split if projection is not None else run.split
     summary: dict[str, object] = {
@@ -84,17 +91,22 @@ def build_summary(
         summary["projection_options"] = extra["options"]
     if patching is not None:
         summary["patching"] = patching.as_dict()
+    if control is not None:
+        summary.update(control.as_dict())
     summary["provenance"] = provenance(probe)
     return summary
 
 
 def run_report(
-    probe: Probe, projection: ProjectionResult | None = None, patching: PatchingResult | None = None
+    probe: Probe,
+    projection: ProjectionResult | None = None,
+    patching: PatchingResult | None = None,
+    control: ControlResult | None = None,
 ) -> RunReport:
     """One run's report data (its summary and the arrays the figures plot), for :func:`report.files.write_report`."""
     return RunReport(
         name=probe.run.name,
-        summary=build_summary(probe, projection, patching),
+        summary=build_summary(probe, projection, patching, control),
         projection_arrays=dict(projection.arrays) if projection is not None else None,
         patching_arrays=dict(patching.arrays) if patching is not None else None,
         null_values=projection.arrays.get("null_random") if projection is not None else None,
