@@ -42,10 +42,10 @@ from pytest_neuronprobe.core.digests import file_digest, package_version, tree_d
 
 if TYPE_CHECKING:  # pragma: no cover
     from pytest_neuronprobe.analyses.joint import JointOptions
-    from pytest_neuronprobe.analyses.options import PatchingOptions, ProjectionOptions
+    from pytest_neuronprobe.analyses.options import AttributionOptions, PatchingOptions, ProjectionOptions
     from pytest_neuronprobe.core.runs import Run
 
-    AnalysisOptions: TypeAlias = ProjectionOptions | PatchingOptions | JointOptions
+    AnalysisOptions: TypeAlias = ProjectionOptions | PatchingOptions | JointOptions | AttributionOptions
 
 #: What `encode` makes of a value (JSON types; `Any` because the tree is recursive and open-ended).
 Tree: TypeAlias = Any
@@ -101,6 +101,7 @@ def analysis_key(run: Run, options: AnalysisOptions, device: str) -> str:
 
 
 def _classes() -> dict[str, type]:
+    from pytest_neuronprobe.analyses.attribution_fit import AttributionResult, LayerSummary, VerifiedUnit
     from pytest_neuronprobe.analyses.fits import LinearFit
     from pytest_neuronprobe.analyses.nulls import NullComparison
     from pytest_neuronprobe.analyses.patching_fit import PatchingResult, PerInput
@@ -120,6 +121,9 @@ def _classes() -> dict[str, type]:
             LinearFit,
             NullComparison,
             Undefined,
+            AttributionResult,
+            VerifiedUnit,
+            LayerSummary,
         )
     }
 
@@ -260,6 +264,10 @@ def expected_shape(options: object) -> tuple[type, ...] | type:
     from pytest_neuronprobe.analyses.projection import ProjectionResult
 
     kind = getattr(options, "kind", None)
+    if kind == "attribution":
+        from pytest_neuronprobe.analyses.attribution_fit import AttributionResult
+
+        return AttributionResult
     if kind == "projection":
         return ProjectionResult
     if kind == "patching":

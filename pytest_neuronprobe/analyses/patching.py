@@ -47,7 +47,7 @@ def analyze_patching(
         method=options.method,
         progress=progress,
     )
-    return patching_result(probe, texts, used_split, sweep, options)
+    return patching_result(probe, texts, used_split, sweep, options, direct_reason(probe))
 
 
 def patching_texts(probe: Probe, options: PatchingOptions) -> tuple[list[str], str]:

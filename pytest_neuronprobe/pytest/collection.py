@@ -17,26 +17,28 @@ MARKERS = (
     "wins over --neuron-max-samples",
     "patching(**options): options of the patching analysis this test receives ({keywords}); "
     "wins over --neuron-max-samples",
+    "attribution(**options): options of the attribution sweep this test receives ({keywords})",
     "neuron_run(path, ...): run this test on these run directories/globs (relative to the test file) "
     "instead of --neuron-run",
 )
 
 
 def register_markers(config: pytest.Config) -> None:
-    from pytest_neuronprobe.analyses.options import PatchingOptions, ProjectionOptions
+    from pytest_neuronprobe.analyses.options import AttributionOptions, PatchingOptions, ProjectionOptions
 
-    keywords = (ProjectionOptions.KEYWORDS, PatchingOptions.KEYWORDS, ())
+    keywords = (ProjectionOptions.KEYWORDS, PatchingOptions.KEYWORDS, AttributionOptions.KEYWORDS, ())
     for line, names in zip(MARKERS, keywords, strict=True):
         config.addinivalue_line("markers", line.format(keywords=", ".join(names)))
 
 
 def check_markers(definition: pytest.Function, state: NeuronSession) -> None:
     """Validate the analysis markers' keywords (an OptionError names the bad one and what is accepted)."""
-    from pytest_neuronprobe.analyses.options import PatchingOptions, ProjectionOptions
+    from pytest_neuronprobe.analyses.options import AttributionOptions, PatchingOptions, ProjectionOptions
 
     for name, accepted, resolve in (
         ("projection", ProjectionOptions.KEYWORDS, state.projection_options),
         ("patching", PatchingOptions.KEYWORDS, state.patching_options),
+        ("attribution", AttributionOptions.KEYWORDS, state.attribution_options),
     ):
         marker = definition.get_closest_marker(name)
         if marker is None:

@@ -10,7 +10,14 @@ from typing import TYPE_CHECKING, NoReturn
 import pytest
 
 from pytest_neuronprobe.claims.loader import CLAIM_FILE_PATTERNS, load_claims
-from pytest_neuronprobe.claims.metrics import KNOWN_METRICS, PAIR_METRICS, Metric, claim_needs, flatten
+from pytest_neuronprobe.claims.metrics import (
+    KNOWN_METRICS,
+    PAIR_METRICS,
+    Metric,
+    claim_needs,
+    flatten,
+    needs_attribution,
+)
 from pytest_neuronprobe.claims.verdicts import Claim, Verdict, evaluate, missing_message
 from pytest_neuronprobe.core.errors import NeuronProbeError
 from pytest_neuronprobe.pytest.fixtures import no_run, prop
@@ -97,7 +104,8 @@ class ClaimItem(pytest.Item):
             no_run(state)
             return
         projection, patching = self.needs
-        metrics = dict(state.metrics(self.label, projection=projection, patching=patching))
+        attribution = needs_attribution([self.claim.metric])  # only its own claims pay for the sweep
+        metrics = dict(state.metrics(self.label, projection=projection, patching=patching, attribution=attribution))
         metric = self.claim.metric
         if self.claim.xfail is not None and metric not in metrics and metric not in (*KNOWN_METRICS, *PAIR_METRICS):
             raise NeuronProbeError(missing_message(metric, metrics))  # a typo is not an expected failure

@@ -152,6 +152,8 @@ class RunResults:
             summary["patching"] = other.summary.get("patching")
             out.has_patching = True
             out.patching_arrays = other.patching_arrays
+        if "attribution" not in summary and "attribution" in other.summary:
+            summary["attribution"] = other.summary["attribution"]
         if "provenance" not in summary and "provenance" in other.summary:
             summary["provenance"] = other.summary["provenance"]
         return out

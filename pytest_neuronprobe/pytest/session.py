@@ -22,8 +22,9 @@ from pytest_neuronprobe.pytest.records import Counters, FinishResult, RunResults
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
+    from pytest_neuronprobe.analyses.attribution_fit import AttributionResult
     from pytest_neuronprobe.analyses.cache import ResultCache
-    from pytest_neuronprobe.analyses.options import PatchingOptions, Progress, ProjectionOptions
+    from pytest_neuronprobe.analyses.options import AttributionOptions, PatchingOptions, Progress, ProjectionOptions
     from pytest_neuronprobe.analyses.patching_fit import PatchingResult
     from pytest_neuronprobe.analyses.projection import ProjectionResult
     from pytest_neuronprobe.baseline import BaselinePair, NeuronIdentity, Pairing
@@ -35,7 +36,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 R = TypeVar("R")
-OptionsT = TypeVar("OptionsT", bound="ProjectionOptions | PatchingOptions")
+OptionsT = TypeVar("OptionsT", bound="ProjectionOptions | PatchingOptions | AttributionOptions")
 #: How often a long analysis says how far it is (seconds).
 PROGRESS_SECONDS = 5.0
 
@@ -88,8 +89,8 @@ class NeuronSession:
     _by_path: dict[Path, str] = field(default_factory=dict)
     _probes: dict[tuple[Path, str], Probe] = field(default_factory=dict)
     _results: dict[tuple[Path, str, object], object] = field(default_factory=dict)
-    _metrics: dict[tuple[str, bool, bool], dict[str, Metric]] = field(default_factory=dict)
-    _summaries: dict[tuple[str, bool, bool], dict[str, object]] = field(default_factory=dict)
+    _metrics: dict[tuple[str, bool, bool, bool], dict[str, Metric]] = field(default_factory=dict)
+    _summaries: dict[tuple[str, bool, bool, bool], dict[str, object]] = field(default_factory=dict)
     _pairing: Pairing | None = None
     _pairs: dict[str, tuple[BaselinePair | None, str]] = field(default_factory=dict)
     #: The history entries written before this session (read once, when a claim first needs them).
@@ -189,6 +190,28 @@ class NeuronSession:
 
         base = PatchingOptions(max_samples=self.settings.max_samples, batch_size=self.settings.batch_size)
         return PatchingOptions.from_keywords(base, keywords or {}, where="@pytest.mark.patching")
+
+    def attribution_options(self, keywords: Mapping[str, object] | None = None) -> AttributionOptions:
+        """The attribution options in effect: marker keywords > session (max samples, batch size) > defaults."""
+        from pytest_neuronprobe.analyses.options import AttributionOptions
+
+        base = AttributionOptions(max_samples=self.settings.max_samples, batch_size=self.settings.batch_size)
+        return AttributionOptions.from_keywords(base, keywords or {}, where="@pytest.mark.attribution")
+
+    def attribution(self, label: str, options: AttributionOptions | None = None) -> AttributionResult:
+        """The attribution sweep of this run with these options (default: the session's), once per session."""
+        from pytest_neuronprobe.analyses.attribution import analyze_attribution
+        from pytest_neuronprobe.analyses.attribution_fit import AttributionResult
+
+        options = options or self.attribution_options()
+        result = self._analysis(
+            label,
+            options,
+            analyze_attribution,
+            lambda r: f"attribution of {label} ({r.n_units} units, {r.n_texts} texts, {len(r.verified)} verified)",
+        )
+        assert isinstance(result, AttributionResult)
+        return result
 
     def projection(self, label: str, options: ProjectionOptions | None = None) -> ProjectionResult:
         """The projection analysis of this run with these options (default: the session's), once per session."""
@@ -335,34 +358,38 @@ class NeuronSession:
             return None
         pkey, tkey = self._key(label, self.projection_options()), self._key(label, self.patching_options())
         proj, patch = self._results.get(pkey), self._results.get(tkey)
-        if proj is None and patch is None:
+        attr = self._results.get(self._key(label, self.attribution_options()))  # only when a test or claim asked
+        if proj is None and patch is None and attr is None:
             return None
-        return RunResults.of(label, build_summary(self.probe(label), proj, patch), proj, patch)  # type: ignore[arg-type]
+        summary = build_summary(self.probe(label), proj, patch, attr)  # type: ignore[arg-type]
+        return RunResults.of(label, summary, proj, patch)  # type: ignore[arg-type]
 
-    def summary(self, label: str, *, projection: bool, patching: bool) -> dict[str, object]:
+    def summary(self, label: str, *, projection: bool, patching: bool, attribution: bool = False) -> dict[str, object]:
         """This run's summary with the default analyses asked for (built once per session)."""
         from pytest_neuronprobe.report.summary import build_summary
 
-        key = (label, projection, patching)
+        key = (label, projection, patching, attribution)
         if key not in self._summaries:
             summary: dict[str, object] = {"run": {"name": label}}
-            if projection or patching:
+            if projection or patching or attribution:
                 summary = build_summary(
                     self.probe(label),
                     self.projection(label) if projection else None,
                     self.patching(label) if patching else None,
+                    self.attribution(label) if attribution else None,
                 )
                 summary["run"]["name"] = label  # type: ignore[index]
             self._summaries[key] = summary
         return self._summaries[key]
 
-    def metrics(self, label: str, *, projection: bool, patching: bool) -> dict[str, Metric]:
+    def metrics(self, label: str, *, projection: bool, patching: bool, attribution: bool = False) -> dict[str, Metric]:
         """Flattened metrics of this run's summary with the default analyses asked for."""
         from pytest_neuronprobe.claims.metrics import flatten
 
-        key = (label, projection, patching)
+        key = (label, projection, patching, attribution)
         if key not in self._metrics:
-            self._metrics[key] = flatten(self.summary(label, projection=projection, patching=patching))
+            summary = self.summary(label, projection=projection, patching=patching, attribution=attribution)
+            self._metrics[key] = flatten(summary)
         return self._metrics[key]
 
     # -- baselines ----------------------------------------------------------------------------------
