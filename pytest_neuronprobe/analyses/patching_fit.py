@@ -148,10 +148,7 @@ def patching_result(
             seed=options.seed,
         )
         fit = replace(fit, ci_low=as_number(lo, "not computed"), ci_high=as_number(hi, "not computed"))
-    direct = fit_line(d_act.ravel(), (slopes[:, None] * d_act).ravel())
-    if no_direct_path is not None:
-        why = Undefined(no_direct_path)
-        direct = LinearFit(why, why, why, n=direct.n, reason=no_direct_path)
+    direct = _direct_fit(d_act, slopes, no_direct_path)
     per_input = _per_input(texts, d_act, d_pred, slopes)
     base = correlate(act0, pred0, n_resamples=0, x_name="baseline activation", y_name="baseline prediction")
     factors = options.values
@@ -186,6 +183,15 @@ def patching_result(
         options=summary_options,
         arrays=arrays,
     )
+
+
+def _direct_fit(d_act: FloatArray, slopes: FloatArray, no_direct_path: str | None) -> LinearFit:
+    """The pooled fit of the direct path's linearised changes; undefined with the reason where it has none."""
+    direct = fit_line(d_act.ravel(), (slopes[:, None] * d_act).ravel())
+    if no_direct_path is None:
+        return direct
+    why = Undefined(no_direct_path)
+    return LinearFit(why, why, why, n=direct.n, reason=no_direct_path)
 
 
 def _per_input(texts: Sequence[str], d_act: FloatArray, d_pred: FloatArray, slopes: FloatArray) -> tuple[PerInput, ...]:

@@ -347,12 +347,8 @@ def forward_read(
     """
     out: dict[str, torch.Tensor] = {}
     rows = torch.arange(len(ids), device=ids.device)
-    if patch is None:
-        patches: list[Patch] = []
-    elif isinstance(patch[0], str):
-        patches = [cast(Patch, patch)]
-    else:
-        patches = list(cast(Sequence[Patch], patch))
+    one = patch is not None and isinstance(patch[0], str)
+    patches: list[Patch] = [cast(Patch, patch)] if one else list(cast(Sequence[Patch], patch or []))
     edited = [h for h in (inject[0] if inject else None, *(p[0] for p in patches)) if h]
     stop = stop_hook_for([*read, *edited])
 
@@ -398,11 +394,7 @@ def blocks_from(model: LoadedModel, layer: int) -> Iterator[bool]:
 
 
 def run_batch(
-    model: LoadedModel,
-    batch: Batch,
-    read: Sequence[str],
-    patch: Patch | Sequence[Patch] | None = None,
-    **kwargs: Any,
+    model: LoadedModel, batch: Batch, read: Sequence[str], patch: Patch | Sequence[Patch] | None = None, **kwargs: Any
 ) -> dict[str, torch.Tensor]:
     """`forward_read` on a padded batch at its rows' positions."""
     return forward_read(model, batch.input_ids, batch.attention_mask, batch.pos, read, patch, **kwargs)

@@ -201,17 +201,14 @@ class NeuronSession:
     def attribution(self, label: str, options: AttributionOptions | None = None) -> AttributionResult:
         """The attribution sweep of this run with these options (default: the session's), once per session."""
         from pytest_neuronprobe.analyses.attribution import analyze_attribution
-        from pytest_neuronprobe.analyses.attribution_fit import AttributionResult
 
         options = options or self.attribution_options()
-        result = self._analysis(
+        return self._analysis(  # type: ignore[return-value]  # analyze_attribution returns an AttributionResult
             label,
             options,
             analyze_attribution,
-            lambda r: f"attribution of {label} ({r.n_units} units, {r.n_texts} texts, {len(r.verified)} verified)",
+            lambda r: f"attribution of {label} ({r.n_units} units, {r.n_texts} texts)",
         )
-        assert isinstance(result, AttributionResult)
-        return result
 
     def projection(self, label: str, options: ProjectionOptions | None = None) -> ProjectionResult:
         """The projection analysis of this run with these options (default: the session's), once per session."""
