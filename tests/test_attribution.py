@@ -201,3 +201,83 @@ def test_bad_options_name_the_option():
         AttributionOptions.from_keywords(AttributionOptions(), {"k": 0}, where="@pytest.mark.attribution")
     with pytest.raises(OptionError, match="unknown keyword"):
         AttributionOptions.from_keywords(AttributionOptions(), {"topk": 3}, where="@pytest.mark.attribution")
+
+
+# ----------------------------------------------------------------------------- the direct path (item 3)
+
+
+def test_a_head_on_hook_mlp_out_has_a_direct_path_equal_to_the_measured_slope(regression_run, tmp_path):
+    """The neuron writes W_out[n] into its layer's hook_mlp_out linearly: direct slope = measured slope, R² = 1."""
+    probe0 = open_probe(load_run(regression_run), "cpu")
+    g = torch.Generator().manual_seed(1)
+    probe = _with_head(
+        regression_run, tmp_path, f"blocks.{L}.hook_mlp_out", torch.randn(probe0.model.d_model, generator=g)
+    )
+    result = analyze_patching(probe, PatchingOptions(n_resamples=0))
+    expected = float(probe.model.W_out(L)[probe.neuron].double() @ probe.head.output_weight[0].double())
+    assert result.slope == pytest.approx(expected, rel=1e-4)
+    assert result.direct_slope == pytest.approx(expected, rel=1e-4)
+    assert result.r_squared == pytest.approx(1.0, abs=1e-6)
+
+
+def test_no_direct_path_is_undefined_with_its_reason_in_the_summary(regression_run, tmp_path):
+    from pytest_neuronprobe.report.summary import build_summary
+
+    probe0 = open_probe(load_run(regression_run), "cpu")
+    early = _with_head(regression_run, tmp_path, "blocks.0.hook_mlp_out", torch.ones(probe0.model.d_model))
+    assert analyze_patching(early, PatchingOptions(n_resamples=0)).direct_slope == 0.0  # computed before the neuron
+    later = _with_head(regression_run, tmp_path / "later", "ln_final.hook_normalized", torch.ones(probe0.model.d_model))
+    patching = analyze_patching(later, PatchingOptions(n_resamples=0))
+    summary = build_summary(later, None, patching)
+    section = summary["patching"]
+    assert section["direct_slope"] is None and "no direct path" in section["direct_slope_reason"]
+    assert section["direct_fraction"] is None and section["direct_fraction_reason"]
+
+
+def test_every_null_number_in_a_summary_has_its_reason(hidden_run):
+    from pytest_neuronprobe.analyses.joint import analyze
+    from pytest_neuronprobe.analyses.options import ProjectionOptions
+    from pytest_neuronprobe.report.summary import build_summary
+
+    probe = open_probe(load_run(hidden_run), "cpu")
+    projection, patching = analyze(
+        probe, ProjectionOptions(n_resamples=0, null_directions=5), PatchingOptions(n_resamples=0)
+    )
+    attribution = analyze_attribution(probe, AttributionOptions(k=2, n_resamples=0))
+    summary = build_summary(probe, projection, patching, attribution)
+    nulls = []
+
+    def walk(node, path):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if value is None and not key.endswith("_reason") and f"{key}_reason" not in node:
+                    nulls.append(f"{path}.{key}")
+                if not key.endswith("options"):  # option values (max_samples None = all texts), not numbers
+                    walk(value, f"{path}.{key}")
+        elif isinstance(node, list):
+            for i, item in enumerate(node):
+                walk(item, f"{path}[{i}]")
+
+    walk({k: v for k, v in summary.items() if k not in ("provenance", "run", "projection_options")}, "summary")
+    assert nulls == []
+    assert summary["attribution"]["verified"][0]["ci_low_reason"]  # n_resamples=0: no interval, and why
+
+
+# ----------------------------------------------------------------------------- claims on unit names
+
+
+def test_claims_compare_unit_names_and_fail_on_numbers():
+    from pytest_neuronprobe.claims.metrics import Metric
+    from pytest_neuronprobe.claims.verdicts import evaluate, parse_claim
+
+    metrics = {
+        "attribution.top[0]": Metric("attribution.top[0]", 0.31, 0.28, 0.34, has_interval=True, text="L2.N470"),
+        "attribution.spearman": Metric("attribution.spearman", 0.9),
+    }
+    assert evaluate(parse_claim("attribution.top[0] == L2.N470"), metrics).passed
+    failed = evaluate(parse_claim("attribution.top[0] == L2.N47"), metrics)
+    assert not failed.passed and "attribution.top[0] is L2.N470 (value 0.31)" in failed.message
+    assert evaluate(parse_claim("attribution.top[0] >= 0.3"), metrics).passed is False  # judged on ci_low 0.28
+    assert not evaluate(parse_claim("attribution.spearman == L1.H2"), metrics).passed
+    missing = evaluate(parse_claim("attribution.top[3] == L1.H2"), metrics)
+    assert "verified fewer units" in missing.message

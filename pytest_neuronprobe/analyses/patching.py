@@ -147,6 +147,8 @@ def sweep_patches(
                     pos=batch.pos.repeat(F),
                 )
                 patched = run_batch(model, big, read, patch)
+            if feature not in patched:  # computed before the neuron's block, which the single-token pass starts at
+                patched[feature] = clean[feature].repeat(F, 1)
             out["activation"][rows] = _cpu(a0)
             out["prediction"][rows] = _cpu(probe.head.predict(x0))
             out["patched_activation"][rows] = _cpu(patched[neuron_hook][:, probe.neuron].float().reshape(F, B).T)
