@@ -90,6 +90,10 @@ def plot_attribution(report: RunData, path: PathLike) -> Path:
     left.scatter([], [], s=14, color="#9e9e9e", label="largest estimates per layer (▲ heads)")
     left.scatter([], [], marker="s", color="#1f77b4", label="verified: exact effect, 95% CI")
     left.scatter([], [], marker="*", s=60, color="#d62728", label=f"target {target or '(not a unit)'}")
+    layer_ids = sorted(
+        {int(_num(e.get("layer"))) for e in layers if isinstance(e, Mapping)} if isinstance(layers, list) else set()
+    )
+    left.set_xticks(layer_ids or [0])
     left.set_xlabel("layer", fontsize=10)
     left.set_ylabel("mean |prediction change| when ablated", fontsize=10)
     left.set_title(f"Effect per layer ({section.get('ablation', 'mean')} ablation)", fontsize=12)
