@@ -10,7 +10,12 @@ random weights: speed does not depend on training) and a 500-text run, then time
 - seed:  the seed notebooks' method (one text at a time, two full forwards per text per factor),
          timed on a subsample and extrapolated to 500 texts (labelled so).
 
-Usage: python benchmarks/bench_analyses.py [--texts 500] [--seed-texts 12] [--threads 1]
+- attribution: the default attribution sweep (first-order estimates for all 12 x 3,072 neurons, the top 20
+         + the target verified exactly, 1000 bootstrap resamples) against the floor, and the naive way (one
+         batched full forward over all texts per ablated neuron, timed on a few neurons and extrapolated);
+         its peak extra memory: VmHWM (reset after loading) - VmRSS before, in a fresh subprocess.
+
+Usage: python benchmarks/bench_analyses.py [--texts 500] [--seed-texts 12] [--threads 1] [--attribution-only]
 """
 
 from __future__ import annotations
@@ -169,6 +174,74 @@ def seed_method(probe, texts: list[str], factors: list[float]) -> tuple[float, f
     return projection_s, time.perf_counter() - start
 
 
+def naive_attribution(probe, texts: list[str], units: int) -> float:
+    """Seconds per unit of the naive way: one batched full forward over all texts with one neuron mean-ablated."""
+    hook = f"blocks.{LAYER}.mlp.hook_post"
+    mean = probe.read(texts, [hook])[hook].mean(0)
+    start = time.perf_counter()
+    for n in range(units):
+
+        def patch(act, rows, pos, n=n):
+            act = act.clone()
+            act[rows, pos, n] = mean[n]
+            return act
+
+        probe.head.predict(probe.read(texts, [probe.feature_hook], patch=(hook, patch))[probe.feature_hook])
+    return (time.perf_counter() - start) / units
+
+
+MEMORY = """
+import json, resource, sys, torch
+sys.path.insert(0, {root!r}); sys.path.insert(0, {bench!r})
+torch.set_num_threads({threads})
+from bench_analyses import CACHE, gpt2_small, make_run
+from pytest_neuronprobe.analyses.attribution import analyze_attribution
+from pytest_neuronprobe.core.probe import open_probe
+from pytest_neuronprobe.core.runs import load_run
+probe = open_probe(load_run(make_run(gpt2_small(CACHE / "gpt2-small-shaped"), {n})), "cpu")
+probe.read(probe.run.analysed()["text"].tolist()[:8], [probe.neuron_hook])
+def status(field):
+    return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith(field + ":"))
+open("/proc/self/clear_refs", "w").write("5")  # reset the high-water mark: loading peaks higher
+before = status("VmRSS")
+analyze_attribution(probe)
+print(json.dumps({{"extra_mib": (status("VmHWM") - before) / 1024, "rss_before_mib": before / 1024}}))
+"""
+
+
+def attribution_memory(n: int, threads: int) -> dict:
+    import subprocess
+
+    code = MEMORY.format(root=str(ROOT), bench=str(ROOT / "benchmarks"), threads=threads, n=n)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    if proc.returncode != 0:
+        log(proc.stderr[-3000:])
+        raise SystemExit("attribution memory measurement failed")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def bench_attribution(probe, texts: list[str], floor: float, threads: int) -> None:
+    from pytest_neuronprobe.analyses.attribution import analyze_attribution
+
+    result, t_attr = timed(lambda: analyze_attribution(probe))
+    per_unit = naive_attribution(probe, texts, 3)
+    naive = per_unit * result.n_units + floor
+    memory = attribution_memory(len(texts), threads)
+    print(
+        f"attribution sweep ({result.n_units} units, {len(result.verified)} verified): "
+        f"{t_attr:8.2f} s   = {t_attr / floor:.2f} x floor"
+    )
+    print(
+        f"naive attribution (one full forward per unit, extrapolated from 3): {naive:8.0f} s "
+        f"= {naive / floor:.0f} x floor, {naive / t_attr:.0f} x the sweep"
+    )
+    print(
+        f"attribution peak extra memory: +{memory['extra_mib']:.0f} MiB over {memory['rss_before_mib']:.0f} MiB "
+        "(VmHWM reset after loading - VmRSS before, fresh subprocess)"
+    )
+    print(f"sanity: {result!r}")
+
+
 def timed(fn):
     start = time.perf_counter()
     out = fn()
@@ -180,6 +253,7 @@ def main() -> None:
     parser.add_argument("--texts", type=int, default=500)
     parser.add_argument("--seed-texts", type=int, default=12, help="subsample for the seed-method timing")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--attribution-only", action="store_true", help="the floor and the attribution sweep only")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model_dir = gpt2_small(CACHE / "gpt2-small-shaped")
@@ -196,6 +270,10 @@ def main() -> None:
     probe.read(texts[:8], hooks)  # warm-up
     log(f"{len(texts)} texts, {args.threads} thread(s); timing …")
     _, floor = timed(lambda: probe.read(texts, hooks))
+    if args.attribution_only:
+        print(f"texts: {len(texts)}, threads: {args.threads}; floor (one batched forward): {floor:8.2f} s")
+        bench_attribution(probe, texts, floor, args.threads)
+        return
     _, t_proj = timed(lambda: analyze_projection(probe))
     _, t_patch = timed(lambda: analyze_patching(probe))
     (projection, patching), full = timed(lambda: analyze(probe, ProjectionOptions(), PatchingOptions()))
@@ -217,6 +295,7 @@ def main() -> None:
         f"sanity: head r={projection.head.r:.3f}, patching slope={patching.slope:.4f}, "
         f"live check: {projection.self_check.message}"
     )
+    bench_attribution(probe, texts, floor, args.threads)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,13 @@ FINDINGS: dict[str, tuple[tuple[str, ...], str]] = {
         "part; they mostly read what computes the neuron (its inputs stay in the residual stream), so "
         "patching the neuron moves their prediction by only ~0.01-0.08 per unit of activation",
     ),
+    "reads upstream": (
+        ("regression-hidden32-*", "classification-5bins-*", "token-ft1-*"),
+        "the attribution sweep (every neuron of layers 0-2 ablated to its mean at the read token, top 20 "
+        "verified exactly) shows these heads depend most on layer-0 neuron L0.N500 (exact effect 0.013-0.076 "
+        "per text), not on their neuron L2.N3, which ranks 13th-21st with 1-4% of the verified units' summed "
+        "effect; only the linear head ranks its own neuron first (L2.N3: 0.044, 10% of the sum)",
+    ),
     "indirect effect": (
         ("token-ft1-*",),
         "the token run fine-tuned the last block: the neuron's effect on the digit read-out goes through it "

@@ -116,6 +116,7 @@ def make_report(
         },
         "null": {"n_directions": 1000, "empirical_p": 1 / 1001, "selectivity": 7.4},
         "direct_effect": {"slope": 0.25, "r_squared": 0.8},
+        "attribution": _attribution_section(n),
         "provenance": {
             "pytest_neuronprobe": "0.1.0",
             "torch": "2.3.1",
@@ -182,6 +183,42 @@ def screenshot_html(
     return done.returncode == 0 and target.is_file() and target.stat().st_size > 0
 
 
+def _attribution_section(n: int) -> dict[str, object]:
+    """An attribution sweep's summary section: three verified units (the target second), two layers."""
+    units = [("L7.N12", 0.30, 0.31), ("L8.N481", 0.12, 0.11), ("L6.H3", 0.05, 0.07)]
+    verified = [
+        {
+            "unit": u,
+            "layer": int(u[1]),
+            "kind": u.split(".")[1][0],
+            "index": int(u.split(".")[1][1:]),
+            "effect": e,
+            "ci_low": e * 0.9,
+            "ci_high": e * 1.1,
+            "effect_signed": 0.0,
+            "estimate": est,
+            "direct": None,
+            "direct_reason": "no direct path",
+            "rank_estimate": i + 1,
+        }
+        for i, (u, e, est) in enumerate(units)
+    ]
+    layers = [
+        {"layer": layer, "kind": "N", "n_units": 3072, "total_estimate": 1.0, "top": [[1, 0.1], [2, 0.05]]}
+        for layer in (6, 7, 8)
+    ]
+    return {
+        "ablation": "mean",
+        "n_texts": n,
+        "n_units": 9216,
+        "spearman": 0.5,
+        "trustworthy": False,
+        "target": {"unit": "L8.N481", "rank": 2, "rank_estimate": 2, "share": 0.26, "effect": 0.12},
+        "verified": verified,
+        "layers": layers,
+    }
+
+
 def visible_text(document: str) -> str:
     return re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", document)
 
@@ -241,6 +278,7 @@ def test_write_run_report_writes_everything(full_run) -> None:
         "patching_scatter",
         "per_input_slopes",
         "null",
+        "attribution",
     }
     run_dir = tmp_path / "gpt2_neuron_l8_n481"
     assert all(p.parent == run_dir and p.is_file() for p in paths.values())

@@ -42,10 +42,17 @@ from pytest_neuronprobe.core.digests import file_digest, package_version, tree_d
 
 if TYPE_CHECKING:  # pragma: no cover
     from pytest_neuronprobe.analyses.joint import JointOptions
-    from pytest_neuronprobe.analyses.options import ControlOptions, PatchingOptions, ProjectionOptions
+    from pytest_neuronprobe.analyses.options import (
+        AttributionOptions,
+        ControlOptions,
+        PatchingOptions,
+        ProjectionOptions,
+    )
     from pytest_neuronprobe.core.runs import Run
 
-    AnalysisOptions: TypeAlias = ProjectionOptions | PatchingOptions | JointOptions | ControlOptions
+    AnalysisOptions: TypeAlias = (
+        ProjectionOptions | PatchingOptions | JointOptions | ControlOptions | AttributionOptions
+    )
 
 #: What `encode` makes of a value (JSON types; `Any` because the tree is recursive and open-ended).
 Tree: TypeAlias = Any
@@ -101,6 +108,7 @@ def analysis_key(run: Run, options: AnalysisOptions, device: str) -> str:
 
 
 def _classes() -> dict[str, type]:
+    from pytest_neuronprobe.analyses.attribution_fit import AttributionResult, LayerSummary, VerifiedUnit
     from pytest_neuronprobe.analyses.control import ControlBaseline, ControlResult
     from pytest_neuronprobe.analyses.fits import LinearFit
     from pytest_neuronprobe.analyses.nulls import NullComparison
@@ -123,6 +131,9 @@ def _classes() -> dict[str, type]:
             Undefined,
             ControlResult,
             ControlBaseline,
+            AttributionResult,
+            VerifiedUnit,
+            LayerSummary,
         )
     }
 
@@ -263,6 +274,10 @@ def expected_shape(options: object) -> tuple[type, ...] | type:
     from pytest_neuronprobe.analyses.projection import ProjectionResult
 
     kind = getattr(options, "kind", None)
+    if kind == "attribution":
+        from pytest_neuronprobe.analyses.attribution_fit import AttributionResult
+
+        return AttributionResult
     if kind == "projection":
         return ProjectionResult
     if kind == "patching":

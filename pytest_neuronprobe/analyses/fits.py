@@ -199,3 +199,24 @@ def _resampled_sums(suff: npt.NDArray[np.float64], n_resamples: int, seed: int |
         counts = np.bincount(flat, minlength=r * n_groups).reshape(r, n_groups)
         sums.append(counts.astype(float) @ suff)
     return np.concatenate(sums)
+
+
+def bootstrap_means_ci(
+    values: npt.ArrayLike, *, n_resamples: int = 1000, seed: int | None = 0, confidence: float = 0.95
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Percentile intervals of each column's mean of `values` `[texts, columns]`, resampling the texts (rows)
+    with replacement (the same resamples for every column); NaN where undefined (fewer than 2 texts, no
+    resamples, non-finite values)."""
+    check_confidence(confidence)
+    v = np.asarray(values, dtype=float)
+    nan = np.full(v.shape[1], np.nan)
+    if n_resamples <= 0 or len(v) < 2:
+        return nan, nan.copy()
+    suff = np.concatenate([np.ones((len(v), 1)), v], axis=1)
+    sums = _resampled_sums(suff, n_resamples, seed)
+    means = sums[:, 1:] / sums[:, :1]
+    alpha = (1.0 - confidence) / 2.0
+    lo, hi = np.percentile(means, [100.0 * alpha, 100.0 * (1.0 - alpha)], axis=0)
+    bad = ~np.isfinite(v).all(0)
+    lo[bad], hi[bad] = np.nan, np.nan
+    return lo, hi

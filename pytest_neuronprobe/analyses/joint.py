@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from pytest_neuronprobe.analyses.options import PatchingOptions, Progress, ProjectionOptions
-from pytest_neuronprobe.analyses.patching import analyze_patching, patching_texts, sweep_patches
+from pytest_neuronprobe.analyses.patching import analyze_patching, direct_reason, patching_texts, sweep_patches
 from pytest_neuronprobe.analyses.patching_fit import PatchingResult, patching_result
 from pytest_neuronprobe.analyses.projection import (
     ProjectionResult,
@@ -60,4 +60,6 @@ def analyze(
         on_clean=reads.add,
         progress=progress,
     )
-    return projection_result(probe, projection, reads), patching_result(probe, texts, used_split, sweep, patching)
+    return projection_result(probe, projection, reads), patching_result(
+        probe, texts, used_split, sweep, patching, direct_reason(probe)
+    )

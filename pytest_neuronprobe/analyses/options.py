@@ -31,7 +31,8 @@ DEFAULT_FACTORS: Mapping[str, tuple[float, ...]] = {"scale": (0.0, 0.25, 0.5, 0.
 DEFAULT_BATCH_SIZE = 32
 
 Validator = Callable[[object], object]
-OptionsT = TypeVar("OptionsT", "ProjectionOptions", "PatchingOptions", "ControlOptions")
+OptionsT = TypeVar("OptionsT", "ProjectionOptions", "PatchingOptions", "ControlOptions", "AttributionOptions")
+ABLATIONS = ("mean", "zero")
 
 
 # -- value checks (each raises OptionError saying what is expected) ---------------------------------
@@ -74,6 +75,13 @@ def non_negative_int(value: object) -> int:
     if number is None or number < 0:
         raise OptionError(f"expected a whole number >= 0, got {value!r}")
     return number
+
+
+def boolean(value: object) -> bool:
+    """True or False."""
+    if not isinstance(value, bool):
+        raise OptionError(f"expected true or false, got {value!r}")
+    return value
 
 
 def optional_positive_int(value: object) -> int | None:
@@ -285,6 +293,48 @@ class ControlOptions:
 
     @classmethod
     def from_keywords(cls, base: ControlOptions, keywords: Mapping[str, object], *, where: str) -> ControlOptions:
+        """`base` with the keywords of a marker applied (checked; messages prefixed by `where`)."""
+        return _from_keywords(cls, base, keywords, where)
+
+
+@dataclass(frozen=True, kw_only=True)
+class AttributionOptions:
+    """Options of the attribution sweep (issue 12): `k` units verified exactly (plus the target), `ablation`
+    to the analysed texts' mean or to zero, attention heads (`heads`) as units besides the MLP neurons."""
+
+    kind: ClassVar[str] = "attribution"
+    #: The keywords `@pytest.mark.attribution(...)` accepts.
+    KEYWORDS: ClassVar[tuple[str, ...]] = ("k", "ablation", "heads", "max_samples", "split", "n_resamples", "seed")
+
+    k: int = 20
+    ablation: str = "mean"
+    heads: bool = False
+    max_samples: int | None = None
+    split: str | None = None
+    n_resamples: int = 1000
+    seed: int = 0
+    batch_size: int = DEFAULT_BATCH_SIZE
+
+    @staticmethod
+    def validators() -> dict[str, Validator]:
+        return {
+            "k": positive_int,
+            "ablation": choice(ABLATIONS),
+            "heads": boolean,
+            "max_samples": optional_positive_int,
+            "split": split,
+            "n_resamples": non_negative_int,
+            "seed": seed,
+            "batch_size": positive_int,
+        }
+
+    def __post_init__(self) -> None:
+        _check_fields(self, self.validators())
+
+    @classmethod
+    def from_keywords(
+        cls, base: AttributionOptions, keywords: Mapping[str, object], *, where: str
+    ) -> AttributionOptions:
         """`base` with the keywords of a marker applied (checked; messages prefixed by `where`)."""
         return _from_keywords(cls, base, keywords, where)
 

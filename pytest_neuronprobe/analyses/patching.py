@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from pytest_neuronprobe.analyses.direct import act_derivative, write_of
 from pytest_neuronprobe.analyses.options import PatchingOptions, Progress
 from pytest_neuronprobe.analyses.patching_fit import PatchingResult, patching_result
 from pytest_neuronprobe.analyses.rows import analysed_rows
@@ -46,7 +47,7 @@ def analyze_patching(
         method=options.method,
         progress=progress,
     )
-    return patching_result(probe, texts, used_split, sweep, options)
+    return patching_result(probe, texts, used_split, sweep, options, direct_reason(probe))
 
 
 def patching_texts(probe: Probe, options: PatchingOptions) -> tuple[list[str], str]:
@@ -129,14 +130,14 @@ def sweep_patches(
                 cache = DynamicCache()
                 clean = run_batch(model, batch, clean_read, past_key_values=cache, use_cache=True)
                 resume_value = clean.get(resume) if resume else None
-                patched = _single_token_pass(model, batch, cache, F, read, patch, start_block, resume_value)
+                patched = single_token_pass(model, batch, cache, F, read, patch, start_block, resume_value)
             else:
                 clean = run_batch(model, batch, clean_read)
             x0 = clean[feature].float()
             a0 = clean[neuron_hook][:, probe.neuron].float()
             full = method != "cached"
-            if not full and not (before and _agrees(before[0], a0.repeat(F))):
-                _warn_cache_ignored(float((before[0] - a0.repeat(F)).abs().max()) if before else float("nan"))
+            if not full and not (before and agrees(before[0], a0.repeat(F))):
+                warn_cache_ignored(float((before[0] - a0.repeat(F)).abs().max()) if before else float("nan"))
                 full = True
             if full:
                 big = Batch(
@@ -146,6 +147,8 @@ def sweep_patches(
                     pos=batch.pos.repeat(F),
                 )
                 patched = run_batch(model, big, read, patch)
+            if feature not in patched:  # computed before the neuron's block, which the single-token pass starts at
+                patched[feature] = clean[feature].repeat(F, 1)
             out["activation"][rows] = _cpu(a0)
             out["prediction"][rows] = _cpu(probe.head.predict(x0))
             out["patched_activation"][rows] = _cpu(patched[neuron_hook][:, probe.neuron].float().reshape(F, B).T)
@@ -159,7 +162,7 @@ def sweep_patches(
     return out
 
 
-def _agrees(patched_pass: torch.Tensor, clean: torch.Tensor) -> bool:
+def agrees(patched_pass: torch.Tensor, clean: torch.Tensor) -> bool:
     """Whether the patched pass saw the clean pass's neuron values (to float32 rounding of the KV-cache path)."""
     return bool(((patched_pass - clean).abs() <= 1e-4 * (1.0 + clean.abs())).all())
 
@@ -167,7 +170,7 @@ def _agrees(patched_pass: torch.Tensor, clean: torch.Tensor) -> bool:
 _CACHE_WARNED: list[bool] = []
 
 
-def _warn_cache_ignored(diff: float) -> None:
+def warn_cache_ignored(diff: float) -> None:
     if not _CACHE_WARNED:
         _CACHE_WARNED.append(True)
         from importlib.metadata import version
@@ -185,80 +188,39 @@ def _cpu(t: torch.Tensor) -> np.ndarray:
     return t.detach().to("cpu", torch.float64).numpy()
 
 
+def direct_reason(probe: Probe) -> str | None:
+    """Why the patched neuron has no direct path to the head's feature (None when it has one)."""
+    write = write_of(probe.model, probe.feature_hook, probe.neuron_hook, probe.neuron)
+    return write if isinstance(write, str) else None
+
+
 def _direct_slopes(probe: Probe, x: torch.Tensor, a0: torch.Tensor) -> torch.Tensor:
     """Per text, d prediction / d activation along the direct path alone: grad_x head · (what one unit writes).
 
     The head's gradient includes `ln_final` for a token head. Later layers' reactions are left out by design.
-    Defined for residual-stream features (or a head reading the neuron's own hook); NaN otherwise.
+    What one unit writes is `analyses.direct.write_of`; NaN where there is no direct path (`direct_reason`).
     """
-    name, feature = probe.neuron_hook, probe.feature_hook
-    scale = torch.ones_like(a0)
-    if feature == name:
-        write = torch.zeros(x.shape[1], device=x.device)
-        write[probe.neuron] = 1.0
-    elif not feature.endswith(("hook_resid_pre", "hook_resid_mid", "hook_resid_post")):
+    write = write_of(probe.model, probe.feature_hook, probe.neuron_hook, probe.neuron)
+    if isinstance(write, str):
         return torch.full((len(x),), float("nan"), device=x.device)
-    elif _reads_before(feature, name):
+    if isinstance(write, float):
         return torch.zeros(len(x), device=x.device)
-    elif name.endswith(("mlp.hook_post", "mlp.hook_pre")):
-        write = probe.model.W_out(probe.layer)[probe.neuron].float()
-        if name.endswith("mlp.hook_pre"):
-            scale = _act_derivative(probe.model.bridge.cfg.act_fn, a0)
-    elif name.endswith(RESIDUAL_WRITERS):
-        write = torch.zeros(probe.model.d_model, device=x.device)
-        write[probe.neuron] = 1.0
-    else:
-        return torch.full((len(x),), float("nan"), device=x.device)
+    scale = torch.ones_like(a0)
+    if probe.neuron_hook.endswith("mlp.hook_pre") and probe.feature_hook != probe.neuron_hook:
+        scale = act_derivative(probe.model.bridge.cfg.act_fn, a0)
     with torch.inference_mode(False), torch.enable_grad():
         xg = x.detach().clone().requires_grad_(True)
         (grad,) = torch.autograd.grad(probe.head.smooth(xg).sum(), xg)
     return scale * (grad @ write)
 
 
-def _reads_before(feature: str, neuron_hook: str) -> bool:
-    """Whether the residual-stream `feature` is computed before the neuron writes (so the patch cannot reach it)."""
-    f_layer, n_layer = hook_layer(feature), hook_layer(neuron_hook)
-    if f_layer is None or n_layer is None:
-        return False
-    if f_layer != n_layer:
-        return f_layer < n_layer
-    order = [
-        "hook_resid_pre",
-        "hook_attn_out",
-        "hook_resid_mid",
-        "mlp.hook_pre",
-        "mlp.hook_post",
-        "hook_mlp_out",
-        "hook_resid_post",
-    ]
-
-    def rank(hook: str) -> int:
-        return next((i for i, s in enumerate(order) if hook.endswith(s)), len(order))
-
-    return rank(feature) < rank(neuron_hook)
-
-
-RESIDUAL_WRITERS = ("hook_resid_pre", "hook_resid_mid", "hook_resid_post", "hook_mlp_out", "hook_attn_out")
-
-
-def _act_derivative(act_fn: str | None, pre: torch.Tensor) -> torch.Tensor:
-    """d act(pre) / d pre for GPT-2's activations; NaN for one we do not know."""
-    approximate = {"gelu_new": "tanh", "gelu_pytorch_tanh": "tanh", "gelu_fast": "tanh", "gelu": "none"}
-    if act_fn not in approximate:
-        return torch.full_like(pre, float("nan"))
-    with torch.inference_mode(False), torch.enable_grad():
-        p = pre.detach().clone().requires_grad_(True)
-        (grad,) = torch.autograd.grad(torch.nn.functional.gelu(p, approximate=approximate[act_fn]).sum(), p)
-    return grad
-
-
-def _single_token_pass(
+def single_token_pass(
     model: LoadedModel,
     batch: Batch,
     cache: DynamicCache,
     F: int,
     read: Sequence[str],
-    patch: Patch,
+    patch: Patch | Sequence[Patch],
     start_block: int | None,
     resume: torch.Tensor | None,
 ) -> dict[str, torch.Tensor]:

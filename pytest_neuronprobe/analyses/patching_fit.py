@@ -18,6 +18,7 @@ from pytest_neuronprobe.analyses.stats import (
     as_number,
     correlate,
     finite_or_none,
+    put_number,
 )
 from pytest_neuronprobe.core.formatting import format_3f
 from pytest_neuronprobe.core.probe import Probe
@@ -47,12 +48,10 @@ class PerInput:
     direct_slope: float | Undefined
 
     def as_dict(self) -> dict[str, object]:
-        return {
-            "text": self.text,
-            "slope": finite_or_none(self.slope),
-            "r_squared": finite_or_none(self.r_squared),
-            "direct_slope": finite_or_none(self.direct_slope),
-        }
+        d: dict[str, object] = {"text": self.text}
+        for name in ("slope", "r_squared", "direct_slope"):
+            put_number(d, name, getattr(self, name))
+        return d
 
 
 @dataclass(frozen=True)
@@ -100,24 +99,21 @@ class PatchingResult:
         return Undefined("slope is zero or undefined")
 
     def as_dict(self) -> dict[str, object]:
-        """The `patching` part of summary.json (SPEC §5), plus extras."""
-        return {
-            "mode": self.mode,
-            "factors": list(self.factors),
-            "n_texts": self.n_texts,
-            "baseline_correlation": finite_or_none(self.baseline_correlation),
-            "slope": finite_or_none(self.fit.slope),
-            "intercept": finite_or_none(self.fit.intercept),
-            "r_squared": finite_or_none(self.fit.r_squared),
-            "slope_ci_low": finite_or_none(self.fit.ci_low),
-            "slope_ci_high": finite_or_none(self.fit.ci_high),
-            "avg_activation_changes": [finite_or_none(v) for v in self.avg_activation_changes],
-            "avg_prediction_changes": [finite_or_none(v) for v in self.avg_prediction_changes],
-            "per_input": [p.as_dict() for p in self.per_input],
-            "direct_slope": finite_or_none(self.direct.slope),
-            "direct_fraction": finite_or_none(self.direct_fraction),
-            "options": dict(self.options),
-        }
+        """The `patching` part of summary.json (SPEC §5), plus extras; each null number has its `<name>_reason`."""
+        d: dict[str, object] = {"mode": self.mode, "factors": list(self.factors), "n_texts": self.n_texts}
+        put_number(d, "baseline_correlation", self.baseline_correlation)
+        for name, value in (("slope", self.fit.slope), ("intercept", self.fit.intercept)):
+            put_number(d, name, value)
+        put_number(d, "r_squared", self.fit.r_squared)
+        put_number(d, "slope_ci_low", self.fit.ci_low)
+        put_number(d, "slope_ci_high", self.fit.ci_high)
+        d["avg_activation_changes"] = [finite_or_none(v) for v in self.avg_activation_changes]
+        d["avg_prediction_changes"] = [finite_or_none(v) for v in self.avg_prediction_changes]
+        d["per_input"] = [p.as_dict() for p in self.per_input]
+        put_number(d, "direct_slope", self.direct.slope)
+        put_number(d, "direct_fraction", self.direct_fraction)
+        d["options"] = dict(self.options)
+        return d
 
     def __repr__(self) -> str:
         return (
@@ -128,9 +124,15 @@ class PatchingResult:
 
 
 def patching_result(
-    probe: Probe, texts: Sequence[str], used_split: str, sweep: Mapping[str, FloatArray], options: PatchingOptions
+    probe: Probe,
+    texts: Sequence[str],
+    used_split: str,
+    sweep: Mapping[str, FloatArray],
+    options: PatchingOptions,
+    no_direct_path: str | None = None,
 ) -> PatchingResult:
-    """Fits and summaries from a sweep's per-(text, factor) values."""
+    """Fits and summaries from a sweep's per-(text, factor) values; `no_direct_path`: why the direct path is
+    undefined (`patching.direct_reason`)."""
     act0, pred0, act, pred, slopes = (
         sweep[k] for k in ("activation", "prediction", "patched_activation", "patched_prediction", "direct_per_text")
     )
@@ -146,7 +148,7 @@ def patching_result(
             seed=options.seed,
         )
         fit = replace(fit, ci_low=as_number(lo, "not computed"), ci_high=as_number(hi, "not computed"))
-    direct = fit_line(d_act.ravel(), (slopes[:, None] * d_act).ravel())
+    direct = _direct_fit(d_act, slopes, no_direct_path)
     per_input = _per_input(texts, d_act, d_pred, slopes)
     base = correlate(act0, pred0, n_resamples=0, x_name="baseline activation", y_name="baseline prediction")
     factors = options.values
@@ -183,6 +185,15 @@ def patching_result(
     )
 
 
+def _direct_fit(d_act: FloatArray, slopes: FloatArray, no_direct_path: str | None) -> LinearFit:
+    """The pooled fit of the direct path's linearised changes; undefined with the reason where it has none."""
+    direct = fit_line(d_act.ravel(), (slopes[:, None] * d_act).ravel())
+    if no_direct_path is None:
+        return direct
+    why = Undefined(no_direct_path)
+    return LinearFit(why, why, why, n=direct.n, reason=no_direct_path)
+
+
 def _per_input(texts: Sequence[str], d_act: FloatArray, d_pred: FloatArray, slopes: FloatArray) -> tuple[PerInput, ...]:
     """Each text's own fit of prediction change on activation change, and its direct-path slope."""
     per_input = []
@@ -193,7 +204,7 @@ def _per_input(texts: Sequence[str], d_act: FloatArray, d_pred: FloatArray, slop
                 text=texts[i],
                 slope=own.slope,
                 r_squared=own.r_squared,
-                direct_slope=float(slopes[i]) if np.isfinite(slopes[i]) else Undefined("non-finite"),
+                direct_slope=float(slopes[i]) if np.isfinite(slopes[i]) else Undefined("no direct path"),
             )
         )
     return tuple(per_input)

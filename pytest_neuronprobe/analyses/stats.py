@@ -99,6 +99,20 @@ def finite_or_none(x: Any) -> float | None:
     return v if math.isfinite(v) else None
 
 
+def reason_of(x: Any) -> str:
+    """Why ``x`` is not a finite number (its reason when it is an :class:`Undefined`)."""
+    if isinstance(x, Undefined):
+        return x.reason
+    return "not computed" if x is None else "not a finite number"
+
+
+def put_number(d: dict[str, Any], key: str, x: Any, reason: str | None = None) -> None:
+    """``d[key] = finite_or_none(x)``, and ``d[key + "_reason"]`` (``reason``, else ``x``'s own) when it is null."""
+    d[key] = finite_or_none(x)
+    if d[key] is None:
+        d[f"{key}_reason"] = reason or reason_of(x)
+
+
 def is_defined(x: Any) -> bool:
     """True when ``x`` is a finite number."""
     return finite_or_none(x) is not None

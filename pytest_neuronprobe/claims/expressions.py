@@ -7,6 +7,7 @@
     between 0.5 and 1.5            (inclusive)
     >= baseline - 0.05             >= baseline * 0.9          baseline +- 0.1
     >= previous - 0.02             >= best - 0.05
+    == L2.N470                     (a unit's name: MLP neuron 470 of layer 2; L3.H5: attention head 5 of layer 3)
 
 Numbers may be negative and use exponents (``1e-3``). ``baseline`` is the same metric's
 estimate in the baseline summary, ``previous`` and ``best`` its estimate in the history (the
@@ -44,6 +45,8 @@ class Operand:
     #: "baseline", "previous", "best", or None for a plain number.
     ref: str | None = None
     op: str | None = None  # '+', '-', '*', '/' applied to the reference value
+    #: A unit's name (``L2.N470``) compared with a metric's name (``attribution.top[0]``), instead of a number.
+    text: str | None = None
 
     @property
     def baseline(self) -> bool:
@@ -66,6 +69,8 @@ class Operand:
         }[self.op]
 
     def __str__(self) -> str:
+        if self.text is not None:
+            return self.text
         if self.ref is None:
             return format_literal(self.value)
         return self.ref if self.op is None else f"{self.ref} {self.op} {format_literal(self.value)}"
@@ -309,4 +314,11 @@ def parse_expr(text: str, *, context: str | None = None) -> Expr:
     """
     if not isinstance(text, str):
         raise NeuronProbeError(f"expected an expression string such as '>= 0.8', got {text!r}")
+    unit = UNIT_CLAIM.fullmatch(text.strip())
+    if unit is not None:
+        return Expr("==", Operand(text=unit.group(1)), text=text.strip())
     return _parse(_Cursor(text, context))
+
+
+#: ``== L2.N470``: the one claim on a name rather than a number (a unit of the attribution sweep).
+UNIT_CLAIM = re.compile(r"==\s*(L\d+\.[NH]\d+)")

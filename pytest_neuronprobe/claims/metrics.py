@@ -14,6 +14,10 @@ The names follow the attribute paths of the Python result objects:
 - ``projection.control.r | r_sd | r_min | r_max | head_r | selectivity | n_shuffles | n_train`` (the
   control task) and ``projection.input_probe.r | r_squared | p_value | spearman | n`` (``r`` with its
   interval), present when the control analysis ran (:func:`needs_control`);
+- ``attribution.target.rank | rank_estimate | share | effect | estimate | direct`` (``effect`` with its 95%
+  interval), ``attribution.spearman``, ``attribution.trustworthy`` (1 or 0), ``attribution.n_units``,
+  ``attribution.n_texts``, and ``attribution.top[i]``: the i-th verified unit by exact effect, whose value is
+  that effect (with its interval) and whose name (``L2.N470``) a claim ``"== L2.N470"`` compares;
 - ``dataset_size``;
 - ``baseline.comparable`` (the pytest plugin only): 1 when the run and its paired baseline were
   analysed alike (split, n, options, processing, base model, package version), else 0.
@@ -22,6 +26,7 @@ The names follow the attribute paths of the Python result objects:
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import cast
@@ -38,6 +43,7 @@ __all__ = [
     "claim_needs",
     "flatten",
     "is_known_metric",
+    "needs_attribution",
     "needs_control",
 ]
 
@@ -72,6 +78,9 @@ KNOWN_METRICS: tuple[str, ...] = (
     "dataset_size",
     *(f"projection.control.{f}" for f in _CONTROL_FIELDS),
     *(f"projection.input_probe.{f}" for f, _ in _CORRELATION_FIELDS),
+    *(f"attribution.target.{f}" for f in ("rank", "rank_estimate", "share", "effect", "estimate", "direct")),
+    *(f"attribution.{f}" for f in ("spearman", "trustworthy", "n_units", "n_texts")),
+    "attribution.top[0]",
 )
 
 #: Metrics of a run's pairing with its baseline, not of a summary (the pytest plugin judges them).
@@ -114,6 +123,8 @@ class Metric:
     reason: str | None = None
     #: The metric has a 95% interval (even when the interval itself is undefined).
     has_interval: bool = False
+    #: A name the metric stands for besides its value (``attribution.top[0]``: the unit, e.g. ``L2.N470``).
+    text: str | None = None
 
     @property
     def defined(self) -> bool:
@@ -123,7 +134,7 @@ class Metric:
 
 def is_known_metric(name: str) -> bool:
     """Whether a claim may name ``name``: a metric :func:`flatten` can produce, or one of :data:`PAIR_METRICS`."""
-    return name in _KNOWN
+    return name in _KNOWN or re.fullmatch(r"attribution\.top\[\d+\]", name) is not None
 
 
 def claim_needs(metrics: Iterable[str]) -> tuple[bool, bool]:
@@ -138,6 +149,11 @@ def claim_needs(metrics: Iterable[str]) -> tuple[bool, bool]:
 def needs_control(metrics: Iterable[str]) -> bool:
     """Whether the named metrics need the control analysis (the control task, the input probe)."""
     return any(m.startswith(CONTROL_PREFIXES) for m in metrics)
+
+
+def needs_attribution(metrics: Iterable[str]) -> bool:
+    """Whether the named metrics need the attribution sweep (which no session computes unless asked)."""
+    return any(m.startswith("attribution.") for m in metrics)
 
 
 def _number(x: object, key: str) -> float | None:
@@ -184,12 +200,14 @@ class _Flattener:
         lo: str | None = None,
         hi: str | None = None,
         reason: str | None = None,
+        text: str | None = None,
     ) -> None:
         value = _number(entry.get(key), f"{where}.{key}")
         ci_low = _number(entry.get(lo), f"{where}.{lo}") if lo else None
         ci_high = _number(entry.get(hi), f"{where}.{hi}") if hi else None
-        why = None if value is not None else (reason or "undefined")
-        self.out[name] = Metric(name, value, ci_low, ci_high, why, has_interval=lo is not None)
+        own = entry.get(f"{key}_reason")  # the number's own reason (summary.json `<name>_reason`) comes first
+        why = None if value is not None else (str(own) if own else reason or "undefined")
+        self.out[name] = Metric(name, value, ci_low, ci_high, why, has_interval=lo is not None, text=text)
 
 
 def _projections(out: _Flattener, summary: Mapping[str, object]) -> bool:
@@ -263,6 +281,27 @@ def _patching(out: _Flattener, summary: Mapping[str, object]) -> None:
             out.add(f"patching.{name}", patching, name, "patching", reason=reason)
 
 
+def _attribution(out: _Flattener, summary: Mapping[str, object]) -> None:
+    section = _section(summary, "attribution", "")
+    if section is None:
+        return
+    target = _section(section, "target", "attribution.") or {}
+    for name in ("rank", "rank_estimate", "share", "effect", "estimate", "direct"):
+        lo, hi = ("ci_low", "ci_high") if name == "effect" else (None, None)
+        out.add(f"attribution.target.{name}", target, name, "attribution.target", lo=lo, hi=hi)
+    for name in ("spearman", "n_units", "n_texts"):
+        out.add(f"attribution.{name}", section, name, "attribution")
+    trust = section.get("trustworthy")
+    out.out["attribution.trustworthy"] = Metric("attribution.trustworthy", 1.0 if trust is True else 0.0)
+    verified = section.get("verified")
+    for i, unit in enumerate(verified if isinstance(verified, list) else []):
+        if isinstance(unit, Mapping):
+            where = f"attribution.verified[{i}]"
+            out.add(
+                f"attribution.top[{i}]", unit, "effect", where, lo="ci_low", hi="ci_high", text=str(unit.get("unit"))
+            )
+
+
 def flatten(summary: Mapping[str, object]) -> dict[str, Metric]:
     """Named metrics of one summary.json dict; sections absent from it give no metrics."""
     if not isinstance(summary, Mapping):
@@ -273,6 +312,7 @@ def flatten(summary: Mapping[str, object]) -> dict[str, Metric]:
     _null(f, summary)
     _patching(f, summary)
     _control(f, summary)
+    _attribution(f, summary)
     if "dataset_size" in summary:
         f.add("dataset_size", summary, "dataset_size", "summary")
     return f.out

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from pytest_neuronprobe.claims.expressions import Expr, Range, parse_expr
-from pytest_neuronprobe.claims.metrics import KNOWN_METRICS, PAIR_METRICS, Metric, as_metrics
+from pytest_neuronprobe.claims.metrics import KNOWN_METRICS, PAIR_METRICS, Metric, as_metrics, is_known_metric
 from pytest_neuronprobe.core.errors import NeuronProbeError
 from pytest_neuronprobe.core.formatting import format_distinct, format_short
 
@@ -78,7 +78,7 @@ def parse_claim(
     """Parse ``"METRIC EXPR"`` (e.g. ``"projection.head.r >= 0.8"``) into a :class:`Claim`."""
     if not isinstance(text, str) or not text.strip():
         raise NeuronProbeError(f"expected a claim such as 'projection.head.r >= 0.8', got {text!r}")
-    m = re.match(r"\s*([A-Za-z_][\w.]*)\s*(.*)$", text, re.DOTALL)
+    m = re.match(r"\s*([A-Za-z_](?:[\w.]|\[\d+\])*)\s*(.*)$", text, re.DOTALL)
     if m is None:
         raise NeuronProbeError(
             f"cannot parse claim {text!r}: expected a metric name such as 'projection.head.r' first, then an expression"
@@ -113,8 +113,12 @@ def missing_message(name: str, available: Mapping[str, Metric], side: str = "") 
     """Why metric ``name`` is absent from a summary (``side``: e.g. ``"baseline "``)."""
     if name in PAIR_METRICS:
         return f"{name} is judged only by the pytest plugin, on a run paired with a --neuron-baseline"
-    if name in KNOWN_METRICS:
-        if name.startswith("patching."):
+    if is_known_metric(name):
+        if name.startswith("attribution.top["):
+            why = "the attribution sweep did not run, or verified fewer units"
+        elif name.startswith("attribution."):
+            why = "the attribution sweep did not run"
+        elif name.startswith("patching."):
             why = "the patching analysis did not run"
         elif name.startswith("projection.null."):
             why = "the null baseline was not computed"
@@ -274,6 +278,17 @@ def _on_bound(j: _Judging, est: float) -> Verdict:
     return Verdict(passed, msg, judged_on, j.values)
 
 
+def _on_name(claim: Claim, metric: Metric, values: dict[str, float | None]) -> Verdict:
+    """A claim on a metric's name (``attribution.top[0] == L2.N470``): equal names pass."""
+    if metric.text is None:
+        return _failed(claim, f"{claim.metric} is a number, not a name: compare it with a number", values)
+    passed = metric.text == claim.expr.a.text
+    values["estimate"] = metric.value
+    value = "undefined" if metric.value is None else format_short(metric.value)
+    msg = f"{claim.text} {'passed' if passed else 'failed'}: {claim.metric} is {metric.text} (value {value})"
+    return Verdict(passed, msg, "estimate", values)
+
+
 def evaluate(
     claim: Claim,
     metrics: Mapping[str, Metric],
@@ -294,6 +309,8 @@ def evaluate(
     base, problem = _reference_value(claim, {**(references or {}), "baseline": baseline}, values)
     if problem is not None:
         return _failed(claim, problem, values)
+    if claim.expr.a.text is not None:
+        return _on_name(claim, metric, values)
     values.update(estimate=metric.value, ci_low=metric.ci_low, ci_high=metric.ci_high)
     j = _Judging(claim, metric, metrics, claim.expr.range(base), values)
     _record_range(j, base)

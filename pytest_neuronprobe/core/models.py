@@ -267,7 +267,7 @@ def forward_read(
     mask: torch.Tensor,
     pos: torch.Tensor,
     read: Sequence[str],
-    patch: Patch | None = None,
+    patch: Patch | Sequence[Patch] | None = None,
     *,
     inject: tuple[str, torch.Tensor] | None = None,
     **kwargs: Any,
@@ -275,12 +275,14 @@ def forward_read(
     """One forward pass; returns each `read` hook's value at each row's `pos`, `[rows, d]`.
 
     `inject` = (hook name, `[rows, d]`) overwrites that hook's value at `pos` first; `patch` = (hook name,
-    fn(value, rows, pos) -> value) then edits a hook's value before it is read. Stops after the deepest hook
-    involved. `kwargs` go to the bridge (e.g. a KV cache).
+    fn(value, rows, pos) -> value), or a list of them (applied in order), then edits a hook's value before it
+    is read. Stops after the deepest hook involved. `kwargs` go to the bridge (e.g. a KV cache).
     """
     out: dict[str, torch.Tensor] = {}
     rows = torch.arange(len(ids), device=ids.device)
-    edited = [h for h in (inject[0] if inject else None, patch[0] if patch else None) if h]
+    one = patch is not None and isinstance(patch[0], str)
+    patches: list[Patch] = [cast(Patch, patch)] if one else list(cast(Sequence[Patch], patch or []))
+    edited = [h for h in (inject[0] if inject else None, *(p[0] for p in patches)) if h]
     stop = stop_hook_for([*read, *edited])
 
     def make(name: str) -> Callable[[torch.Tensor, object], torch.Tensor]:
@@ -288,8 +290,9 @@ def forward_read(
             if inject is not None and name == inject[0]:
                 value = value.clone()
                 value[rows, pos] = inject[1].to(value.dtype)
-            if patch is not None and name == patch[0]:
-                value = patch[1](value, rows, pos)
+            for hook_of, fn in patches:
+                if name == hook_of:
+                    value = fn(value, rows, pos)
             if name in read:
                 out[name] = value[rows, pos].detach().clone()
             if name == stop:
@@ -324,7 +327,7 @@ def blocks_from(model: LoadedModel, layer: int) -> Iterator[bool]:
 
 
 def run_batch(
-    model: LoadedModel, batch: Batch, read: Sequence[str], patch: Patch | None = None, **kwargs: Any
+    model: LoadedModel, batch: Batch, read: Sequence[str], patch: Patch | Sequence[Patch] | None = None, **kwargs: Any
 ) -> dict[str, torch.Tensor]:
     """`forward_read` on a padded batch at its rows' positions."""
     return forward_read(model, batch.input_ids, batch.attention_mask, batch.pos, read, patch, **kwargs)

@@ -20,28 +20,46 @@ MARKERS = (
     "wins over --neuron-max-samples",
     "projection_control(**options): options of the control task this test's `projection_control` receives "
     "({keywords}); which texts and the seed come from @pytest.mark.projection",
+    "attribution(**options): options of the attribution sweep this test receives ({keywords})",
     "neuron_run(path, ...): run this test on these run directories/globs (relative to the test file) "
     "instead of --neuron-run",
 )
 
 
 def register_markers(config: pytest.Config) -> None:
-    from pytest_neuronprobe.analyses.options import ControlOptions, PatchingOptions, ProjectionOptions
+    from pytest_neuronprobe.analyses.options import (
+        AttributionOptions,
+        ControlOptions,
+        PatchingOptions,
+        ProjectionOptions,
+    )
 
-    keywords = (ProjectionOptions.KEYWORDS, PatchingOptions.KEYWORDS, ControlOptions.KEYWORDS, ())
+    keywords = (
+        ProjectionOptions.KEYWORDS,
+        PatchingOptions.KEYWORDS,
+        ControlOptions.KEYWORDS,
+        AttributionOptions.KEYWORDS,
+        (),
+    )
     for line, names in zip(MARKERS, keywords, strict=True):
         config.addinivalue_line("markers", line.format(keywords=", ".join(names)))
 
 
 def check_markers(definition: pytest.Function, state: NeuronSession) -> list[str]:
     """Every problem with the analysis markers' keywords (each names the bad one and what is accepted)."""
-    from pytest_neuronprobe.analyses.options import ControlOptions, PatchingOptions, ProjectionOptions
+    from pytest_neuronprobe.analyses.options import (
+        AttributionOptions,
+        ControlOptions,
+        PatchingOptions,
+        ProjectionOptions,
+    )
 
     problems = []
     for name, accepted, resolve in (
         ("projection", ProjectionOptions.KEYWORDS, state.projection_options),
         ("patching", PatchingOptions.KEYWORDS, state.patching_options),
         ("projection_control", ControlOptions.KEYWORDS, lambda kw: state.control_options(None, kw)),
+        ("attribution", AttributionOptions.KEYWORDS, state.attribution_options),
     ):
         marker = definition.get_closest_marker(name)
         if marker is None:

@@ -19,6 +19,7 @@ from pytest_neuronprobe.report.terminal import NO_RUN_REASON
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
+    from pytest_neuronprobe.analyses.attribution_fit import AttributionResult
     from pytest_neuronprobe.analyses.control import ControlResult
     from pytest_neuronprobe.analyses.patching_fit import PatchingResult
     from pytest_neuronprobe.analyses.projection import ProjectionResult
@@ -180,6 +181,28 @@ def projection_control(_neuronprobe_run: str, request: pytest.FixtureRequest) ->
 
 
 @pytest.fixture
+def attribution(_neuronprobe_run: str, request: pytest.FixtureRequest) -> AttributionResult:
+    """The attribution sweep of the run (`AttributionResult`): which units (MLP neurons `L2.N470`, with
+    heads=True attention heads `L3.H5`) the head's prediction depends on at the read position. Every unit's
+    effect is estimated to first order; the top k (default 20) and the target are verified by exact patching
+    (`.verified`, largest exact effect first, each with a 95% interval), and `.target_rank`,
+    `.target_share`, `.spearman`, `.trustworthy` say where the target ranks and whether the estimates hold.
+    Computed only when a test or claim asks, once per session per (run, device, options). Example:
+        @pytest.mark.attribution(k=10)
+        def test_head_reads_its_neuron(attribution):
+            assert attribution.top[0] == attribution.target, attribution
+    Options: @pytest.mark.attribution(k=, ablation="mean"|"zero", heads=, max_samples=, split=,
+    n_resamples=, seed=).
+    """
+    state = session_of(request.config)
+    options = state.attribution_options(marker_keywords(request.node, "attribution"))
+    result = state.attribution(_neuronprobe_run, options)
+    request.node.user_properties.append(("attribution.top[0]", result.top[0] if result.top else "none"))
+    request.node.user_properties.append(("attribution.target.rank", prop(result.target_rank)))
+    return result
+
+
+@pytest.fixture
 def neuron_baseline(_neuronprobe_run: str, request: pytest.FixtureRequest) -> dict[str, object]:
     """The baseline summary.json dict of this run (from --neuron-baseline), to compare with;
     the baseline's summary this run pairs with (its name, else its neuron, else a single-summary baseline;
@@ -209,5 +232,6 @@ FIXTURES = (
     projection,
     patching,
     projection_control,
+    attribution,
     neuron_baseline,
 )

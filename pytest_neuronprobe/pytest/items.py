@@ -10,7 +10,14 @@ from typing import TYPE_CHECKING, NoReturn
 import pytest
 
 from pytest_neuronprobe.claims.loader import CLAIM_FILE_PATTERNS, load_claims
-from pytest_neuronprobe.claims.metrics import PAIR_METRICS, Metric, claim_needs, flatten, is_known_metric
+from pytest_neuronprobe.claims.metrics import (
+    PAIR_METRICS,
+    Metric,
+    claim_needs,
+    flatten,
+    is_known_metric,
+    needs_attribution,
+)
 from pytest_neuronprobe.claims.verdicts import Claim, Verdict, evaluate, missing_message
 from pytest_neuronprobe.core.errors import NeuronProbeError
 from pytest_neuronprobe.pytest.fixtures import no_run, prop
@@ -102,7 +109,16 @@ class ClaimItem(pytest.Item):
             no_run(state)
             return
         projection, patching = self.needs
-        metrics = dict(state.metrics(self.label, projection=projection, patching=patching, options=self.claim.options))
+        attribution = needs_attribution([self.claim.metric])  # only its own claims pay for the sweep
+        metrics = dict(
+            state.metrics(
+                self.label,
+                projection=projection,
+                patching=patching,
+                attribution=attribution,
+                options=self.claim.options,
+            )
+        )
         ref, pair_note = self.claim.expr.ref, ""
         baseline = None
         if ref == "baseline" or self.claim.metric in PAIR_METRICS:

@@ -18,6 +18,7 @@ from pytest_neuronprobe.core.errors import NeuronProbeError
 from pytest_neuronprobe.pytest import collection, finish, outcomes
 from pytest_neuronprobe.pytest.fixtures import (
     _neuronprobe_run,
+    attribution,
     hooked_model,
     neuron_baseline,
     neuron_dataset,
@@ -34,6 +35,7 @@ from pytest_neuronprobe.pytest.stash import CURRENT_KEY, SESSION_KEY, is_worker,
 
 __all__ = [
     "_neuronprobe_run",
+    "attribution",
     "hooked_model",
     "neuron_baseline",
     "neuron_dataset",

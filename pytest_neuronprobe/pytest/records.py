@@ -155,6 +155,8 @@ class RunResults:
         for key in ("control", "input_probe"):  # the control analysis (claims or the report asked for it)
             if key not in summary and key in other.summary:
                 summary[key] = other.summary[key]
+        if "attribution" not in summary and "attribution" in other.summary:
+            summary["attribution"] = other.summary["attribution"]
         if "provenance" not in summary and "provenance" in other.summary:
             summary["provenance"] = other.summary["provenance"]
         return out

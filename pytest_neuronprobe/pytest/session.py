@@ -10,24 +10,33 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from pytest_neuronprobe.core.errors import NeuronProbeError
 from pytest_neuronprobe.pytest.options import Settings, expand_run_patterns
+from pytest_neuronprobe.pytest.pairing import SessionBaselines
 from pytest_neuronprobe.pytest.records import Counters, FinishResult, RunResults
+from pytest_neuronprobe.pytest.runs import RunEntry, unique_label
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
+    from pytest_neuronprobe.analyses.attribution_fit import AttributionResult
     from pytest_neuronprobe.analyses.cache import ResultCache
     from pytest_neuronprobe.analyses.control import ControlResult
-    from pytest_neuronprobe.analyses.options import ControlOptions, PatchingOptions, Progress, ProjectionOptions
+    from pytest_neuronprobe.analyses.options import (
+        AttributionOptions,
+        ControlOptions,
+        PatchingOptions,
+        Progress,
+        ProjectionOptions,
+    )
     from pytest_neuronprobe.analyses.patching_fit import PatchingResult
     from pytest_neuronprobe.analyses.projection import ProjectionResult
-    from pytest_neuronprobe.baseline import BaselinePair, NeuronIdentity, Pairing
+    from pytest_neuronprobe.baseline import BaselinePair, Pairing
     from pytest_neuronprobe.claims.metrics import Metric
     from pytest_neuronprobe.core.probe import Probe
     from pytest_neuronprobe.core.runs import Run
@@ -36,35 +45,13 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 R = TypeVar("R")
-OptionsT = TypeVar("OptionsT", bound="ProjectionOptions | PatchingOptions | ControlOptions")
+OptionsT = TypeVar("OptionsT", bound="ProjectionOptions | PatchingOptions | ControlOptions | AttributionOptions")
 #: How often a long analysis says how far it is (seconds).
 PROGRESS_SECONDS = 5.0
 
 
 @dataclass
-class RunEntry:
-    """One run of the session: its unique label (the test id) and its loaded directory."""
-
-    label: str
-    path: Path
-    run: Run
-
-
-def unique_label(name: str, path: Path, taken: Iterable[str]) -> str:
-    """`name`, or `<parent dir>/name` (then `-2`, `-3`, …) when another run already has it."""
-    used = set(taken)
-    if name not in used:
-        return name
-    candidate = f"{path.parent.name}/{name}"
-    i = 2
-    while candidate in used:
-        candidate = f"{path.parent.name}/{name}-{i}"
-        i += 1
-    return candidate
-
-
-@dataclass
-class NeuronSession:
+class NeuronSession(SessionBaselines):
     """The per-session state: runs, the analysis memo, test records and counters."""
 
     settings: Settings
@@ -90,8 +77,8 @@ class NeuronSession:
     _by_path: dict[Path, str] = field(default_factory=dict)
     _probes: dict[tuple[Path, str], Probe] = field(default_factory=dict)
     _results: dict[tuple[Path, str, object], object] = field(default_factory=dict)
-    _metrics: dict[tuple[str, object, object], dict[str, Metric]] = field(default_factory=dict)
-    _summaries: dict[tuple[str, object, object], dict[str, object]] = field(default_factory=dict)
+    _metrics: dict[tuple[str, object, object, bool], dict[str, Metric]] = field(default_factory=dict)
+    _summaries: dict[tuple[str, object, object, bool], dict[str, object]] = field(default_factory=dict)
     _pairing: Pairing | None = None
     _pairs: dict[str, tuple[BaselinePair | None, str]] = field(default_factory=dict)
     #: The history entries written before this session (read once, when a claim first needs them).
@@ -193,6 +180,25 @@ class NeuronSession:
 
         base = PatchingOptions(max_samples=self.settings.max_samples, batch_size=self.settings.batch_size)
         return PatchingOptions.from_keywords(base, keywords or {}, where="@pytest.mark.patching")
+
+    def attribution_options(self, keywords: Mapping[str, object] | None = None) -> AttributionOptions:
+        """The attribution options in effect: marker keywords > session (max samples, batch size) > defaults."""
+        from pytest_neuronprobe.analyses.options import AttributionOptions
+
+        base = AttributionOptions(max_samples=self.settings.max_samples, batch_size=self.settings.batch_size)
+        return AttributionOptions.from_keywords(base, keywords or {}, where="@pytest.mark.attribution")
+
+    def attribution(self, label: str, options: AttributionOptions | None = None) -> AttributionResult:
+        """The attribution sweep of this run with these options (default: the session's), once per session."""
+        from pytest_neuronprobe.analyses.attribution import analyze_attribution
+
+        options = options or self.attribution_options()
+        return self._analysis(  # type: ignore[return-value]  # analyze_attribution returns an AttributionResult
+            label,
+            options,
+            analyze_attribution,
+            lambda r: f"attribution of {label} ({r.n_units} units, {r.n_texts} texts)",
+        )
 
     def projection(self, label: str, options: ProjectionOptions | None = None) -> ProjectionResult:
         """The projection analysis of this run with these options (default: the session's), once per session."""
@@ -359,14 +365,16 @@ class NeuronSession:
             return None
         pkey, tkey = self._key(label, self.projection_options()), self._key(label, self.patching_options())
         proj, patch = self._results.get(pkey), self._results.get(tkey)
-        if proj is None and patch is None:
+        attr = self._results.get(self._key(label, self.attribution_options()))  # only when a test or claim asked
+        if proj is None and patch is None and attr is None:
             return None
         control = self._results.get(self._key(label, self.control_options()))
-        return RunResults.of(label, build_summary(self.probe(label), proj, patch, control), proj, patch)  # type: ignore[arg-type]
+        summary = build_summary(self.probe(label), proj, patch, control=control, attribution=attr)  # type: ignore[arg-type]
+        return RunResults.of(label, summary, proj, patch)  # type: ignore[arg-type]
 
     def _summary_key(
-        self, label: str, projection: bool, patching: bool, options: Mapping[str, object] | None
-    ) -> tuple[str, ProjectionOptions | None, PatchingOptions | None]:
+        self, label: str, projection: bool, patching: bool, attribution: bool, options: Mapping[str, object] | None
+    ) -> tuple[str, ProjectionOptions | None, PatchingOptions | None, bool]:
         from pytest_neuronprobe.analyses.options import split_keywords
 
         proj_kw, patch_kw = split_keywords(options or {}, where="options")
@@ -374,97 +382,57 @@ class NeuronSession:
             label,
             self.projection_options(proj_kw) if projection else None,
             self.patching_options(patch_kw) if patching else None,
+            attribution,
         )
 
     def summary(
-        self, label: str, *, projection: bool, patching: bool, options: Mapping[str, object] | None = None
+        self,
+        label: str,
+        *,
+        projection: bool,
+        patching: bool,
+        attribution: bool = False,
+        options: Mapping[str, object] | None = None,
     ) -> dict[str, object]:
         """This run's summary with the analyses asked for, with the session's options or these (a claims file's
         ``options:``, checked when it was read); built once per session per options."""
         from pytest_neuronprobe.report.summary import build_summary
 
-        key = self._summary_key(label, projection, patching, options)
+        key = self._summary_key(label, projection, patching, attribution, options)
         if key not in self._summaries:
-            _, proj, patch = key
+            _, proj, patch, _ = key
             summary: dict[str, object] = {"run": {"name": label}}
-            if proj or patch:
+            if proj or patch or attribution:
                 summary = build_summary(
                     self.probe(label),
                     self.projection(label, proj) if proj else None,
                     self.patching(label, patch) if patch else None,
-                    self.control(label) if proj and self.control_wanted else None,
+                    control=self.control(label) if proj and self.control_wanted else None,
+                    attribution=self.attribution(label) if attribution else None,
                 )
                 summary["run"]["name"] = label  # type: ignore[index]
             self._summaries[key] = summary
         return self._summaries[key]
 
     def metrics(
-        self, label: str, *, projection: bool, patching: bool, options: Mapping[str, object] | None = None
+        self,
+        label: str,
+        *,
+        projection: bool,
+        patching: bool,
+        attribution: bool = False,
+        options: Mapping[str, object] | None = None,
     ) -> dict[str, Metric]:
         """Flattened metrics of :meth:`summary`."""
         from pytest_neuronprobe.claims.metrics import flatten
 
-        key = self._summary_key(label, projection, patching, options)
+        key = self._summary_key(label, projection, patching, attribution, options)
         if key not in self._metrics:
-            self._metrics[key] = flatten(self.summary(label, projection=projection, patching=patching, options=options))
-        return self._metrics[key]
-
-    # -- baselines ----------------------------------------------------------------------------------
-
-    @property
-    def pairing(self) -> Pairing | None:
-        """The baseline summaries and which one each run compares with; None without --neuron-baseline."""
-        from pytest_neuronprobe.baseline import Pairing
-
-        if self.settings.baseline is None:
-            return None
-        if self._pairing is None:
-            self._pairing = Pairing.load(
-                self.settings.baseline, update=self.settings.update_baseline, force=self.settings.baseline_run
+            summary = self.summary(
+                label, projection=projection, patching=patching, attribution=attribution, options=options
             )
-        return self._pairing
-
-    def baseline_pair(self, label: str) -> tuple[BaselinePair | None, str]:
-        """Which baseline summary this run compares with and why, or None with the reason why there is
-        none; an ambiguous pairing raises NeuronProbeError listing the candidates."""
-        pairing = self.pairing
-        if pairing is None:
-            return None, "no --neuron-baseline given"
-        if label not in self._pairs:
-            final = self.final.get(label) or self.remote.get(label)
-            run = self.entries[label].run if label in self.entries else (final.summary if final else None)
-            self._pairs[label] = pairing.pair(label, run)
-        return self._pairs[label]
-
-    def check_pairing(self) -> None:
-        """Pair every command-line run now, so a bad baseline, a --neuron-baseline-run matching none or several
-        of its runs, or an ambiguous pairing stops the session before any test (NeuronProbeError)."""
-        if self.settings.baseline is not None:
-            for label in self.cli_labels:
-                self.baseline_pair(label)
-
-    def baseline_for(self, label: str) -> tuple[dict[str, object] | None, str]:
-        """This run's baseline summary, or None with the reason why there is none."""
-        pair, reason = self.baseline_pair(label)
-        return (None, reason) if pair is None else (pair.summary, "")
-
-    def identity(self, label: str) -> NeuronIdentity | None:
-        """The neuron this run probes (None for a run only a worker loaded)."""
-        from pytest_neuronprobe.baseline import NeuronIdentity
-
-        return NeuronIdentity.of_run(self.run(label), digest=True) if label in self.entries else None
-
-    def history_reference(self, label: str, which: str, *, lowest: bool) -> tuple[dict[str, Metric] | None, str]:
-        """What `previous` or `best` stands for in this run's claims, or None with the reason (no earlier entry)."""
-        from pytest_neuronprobe.history import HISTORY_FILE, read_history, reference_metrics
-
-        directory = self.settings.history_dir
-        assert directory is not None
-        if self._history is None:
-            self._history = read_history(directory)
-        name = self.run(label).name if label in self.entries else label
-        where = str(directory / HISTORY_FILE)
-        return reference_metrics(which, self._history, name, self.identity(label), lowest=lowest, where=where)
+            self._metrics[key] = flatten(summary)
+        return self._metrics[key]
 
     def record(self, rec: TestRecord) -> None:
         self.records.append(rec)

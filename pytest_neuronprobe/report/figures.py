@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
+from pytest_neuronprobe.report.attribution_plots import has_attribution, plot_attribution
 from pytest_neuronprobe.report.patching_plots import (
     has_patching_arrays,
     has_patching_means,
@@ -86,6 +87,15 @@ PLOT_FILES: tuple[PlotFile, ...] = (
         plot_per_input_slopes,
         _PATCHING,
         ("patching",),
+    ),
+    PlotFile(
+        "attribution",
+        "attribution.png",
+        "Attribution: what the head reads",
+        has_attribution,
+        plot_attribution,
+        (),
+        ("attribution",),
     ),
     PlotFile(
         "null",

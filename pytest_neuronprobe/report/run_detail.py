@@ -10,6 +10,7 @@ from pathlib import Path
 from pytest_neuronprobe.analyses.options import NAMES
 from pytest_neuronprobe.claims.metrics import Metric
 from pytest_neuronprobe.core.formatting import format_fixed, format_interval, format_p_value
+from pytest_neuronprobe.report.attribution_plots import attribution_table
 from pytest_neuronprobe.report.figures import PLOT_FILES
 from pytest_neuronprobe.report.markup import (
     badge,
@@ -73,8 +74,14 @@ def _patching_table(patch: Mapping[str, object]) -> str:
     if isinstance(per_input, list):
         rows.append(("inputs", len(per_input)))
     known = {k for k, _ in _PATCHING_SHOWN} | _PATCHING_HIDDEN
-    rows += [(k, v) for k, v in patch.items() if k not in known]
-    body = "".join(f"<tr><th>{esc(k)}</th><td>{value_html(v)}</td></tr>" for k, v in rows)
+    rows += [(k, v) for k, v in patch.items() if k not in known and not k.endswith("_reason")]
+    label_keys = {label: key for key, label in _PATCHING_SHOWN}
+
+    def cell(label: str, v: object) -> str:
+        why = patch.get(f"{label_keys.get(label, label)}_reason")
+        return undefined(str(why)) if v is None and why else value_html(v)
+
+    body = "".join(f"<tr><th>{esc(k)}</th><td>{cell(k, v)}</td></tr>" for k, v in rows)
     return f'<table class="kv"><tbody>{body}</tbody></table>'
 
 
@@ -133,6 +140,17 @@ def numbers_html(summary: Mapping[str, object], report: RunData) -> list[str]:
         parts += ["<h4>Patching</h4>", _patching_table(patch)]
     if "control" in summary or "input_probe" in summary:
         parts += ["<h4>Control task and input probe</h4>", control_table(summary)]
+    attribution = summary.get("attribution")
+    if isinstance(attribution, Mapping) and attribution:
+        target = attribution.get("target") if isinstance(attribution.get("target"), Mapping) else {}
+        head = {
+            k: v for k, v in attribution.items() if k in ("ablation", "n_units", "n_texts", "spearman", "trustworthy")
+        }
+        parts += [
+            "<h4>Attribution (verified units, largest exact effect first)</h4>",
+            kv_table({**head, "target": target}),
+            attribution_table(attribution),
+        ]
     for key, label in (("null", "Null distribution"), ("direct_effect", "Direct effect")):
         value = summary.get(key)
         if isinstance(value, Mapping) and value:

@@ -6,9 +6,11 @@ import platform
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
+from pytest_neuronprobe.analyses.attribution_fit import AttributionResult
 from pytest_neuronprobe.analyses.options import NAMES
 from pytest_neuronprobe.analyses.patching_fit import PatchingResult
 from pytest_neuronprobe.analyses.projection import ProjectionResult
+from pytest_neuronprobe.analyses.stats import put_number
 from pytest_neuronprobe.core.digests import file_digest, package_version, tree_digest
 from pytest_neuronprobe.core.probe import Probe
 from pytest_neuronprobe.core.version import __version__
@@ -62,7 +64,9 @@ def build_summary(
     probe: Probe,
     projection: ProjectionResult | None = None,
     patching: PatchingResult | None = None,
+    *,
     control: ControlResult | None = None,
+    attribution: AttributionResult | None = None,
 ) -> dict[str, object]:
     """The SPEC §5 dict; analyses not run are present as empty objects / null (the control's are absent)."""
     run = probe.run
@@ -84,6 +88,10 @@ def build_summary(
     }
     if projection is not None:
         extra = projection.as_dict()
+        weights: dict[str, object] = {}
+        for name in ("head_input", "head_output", "input_output"):
+            put_number(weights, name, getattr(projection.weights, name))
+        extra["weight_similarities"] = weights
         summary["weight_similarities"] = extra["weight_similarities"]
         summary["projections"] = extra["projections"]
         summary["null"] = extra["null"]
@@ -93,20 +101,59 @@ def build_summary(
         summary["patching"] = patching.as_dict()
     if control is not None:
         summary.update(control.as_dict())
+    if attribution is not None:
+        summary["attribution"] = attribution.as_dict()
     summary["provenance"] = provenance(probe)
+    add_reasons(summary, projection is not None)
     return summary
+
+
+#: The summary sections holding numbers (each null number in them gets a `<name>_reason`).
+NUMBER_SECTIONS = ("weight_similarities", "projections", "null", "patching", "attribution", "self_check")
+
+
+def add_reasons(summary: dict[str, object], ran_projection: bool) -> None:
+    """Give every null number in the number sections a sibling `<name>_reason` (its entry's `reason`, else why
+    its analysis did not fill it); a section that is null gets `<section>_reason`."""
+    not_run = {
+        "patching": "the patching analysis did not run",
+        "null": "the null baseline was not computed",
+    }
+
+    def walk(node: object, why: str) -> None:
+        if isinstance(node, list):
+            for item in node:
+                walk(item, why)
+        if not isinstance(node, dict):
+            return
+        own = str(node["reason"]) if node.get("reason") else why
+        for key, value in list(node.items()):
+            if value is None and not key.endswith("_reason") and f"{key}_reason" not in node:
+                node[f"{key}_reason"] = own
+            elif isinstance(value, (dict, list)) and key != "options":
+                walk(value, own)
+
+    for section in NUMBER_SECTIONS:
+        if section not in summary:
+            continue
+        if summary[section] is None:
+            summary[f"{section}_reason"] = not_run.get(section, f"the {section} analysis did not run")
+        else:
+            walk(summary[section], "undefined" if ran_projection else "the projection analysis did not run")
 
 
 def run_report(
     probe: Probe,
     projection: ProjectionResult | None = None,
     patching: PatchingResult | None = None,
+    *,
     control: ControlResult | None = None,
+    attribution: AttributionResult | None = None,
 ) -> RunReport:
     """One run's report data (its summary and the arrays the figures plot), for :func:`report.files.write_report`."""
     return RunReport(
         name=probe.run.name,
-        summary=build_summary(probe, projection, patching, control),
+        summary=build_summary(probe, projection, patching, control=control, attribution=attribution),
         projection_arrays=dict(projection.arrays) if projection is not None else None,
         patching_arrays=dict(patching.arrays) if patching is not None else None,
         null_values=projection.arrays.get("null_random") if projection is not None else None,
