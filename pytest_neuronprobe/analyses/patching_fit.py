@@ -9,13 +9,12 @@ from typing import TypedDict
 
 import numpy as np
 
-from pytest_neuronprobe.analyses.fits import LinearFit, bootstrap_slope_ci, fit_line
+from pytest_neuronprobe.analyses.fits import LinearFit, bootstrap_slopes, fit_line
 from pytest_neuronprobe.analyses.options import PatchingOptions
 from pytest_neuronprobe.analyses.stats import (
     FloatArray,
     Number,
     Undefined,
-    as_number,
     correlate,
     finite_or_none,
 )
@@ -138,14 +137,16 @@ def patching_result(
     T, F = d_act.shape
     fit = fit_line(d_act.ravel(), d_pred.ravel())
     if fit.defined and options.n_resamples > 0 and T > 1:
-        lo, hi = bootstrap_slope_ci(
+        boot = bootstrap_slopes(
             d_act.ravel(),
             d_pred.ravel(),
             np.repeat(np.arange(T), F),
             n_resamples=options.n_resamples,
             seed=options.seed,
         )
-        fit = replace(fit, ci_low=as_number(lo, "not computed"), ci_high=as_number(hi, "not computed"))
+        if boot is not None:
+            lo, hi = boot.interval(0.95)
+            fit = replace(fit, ci_low=lo, ci_high=hi, se=boot.se, bootstrap=boot.t_sorted)
     direct = fit_line(d_act.ravel(), (slopes[:, None] * d_act).ravel())
     per_input = _per_input(texts, d_act, d_pred, slopes)
     base = correlate(act0, pred0, n_resamples=0, x_name="baseline activation", y_name="baseline prediction")

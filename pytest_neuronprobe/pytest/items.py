@@ -11,8 +11,10 @@ import pytest
 
 from pytest_neuronprobe.claims.loader import CLAIM_FILE_PATTERNS, load_claims
 from pytest_neuronprobe.claims.metrics import KNOWN_METRICS, PAIR_METRICS, Metric, claim_needs, flatten
+from pytest_neuronprobe.claims.multiplicity import in_family
 from pytest_neuronprobe.claims.verdicts import Claim, Verdict, evaluate, missing_message
 from pytest_neuronprobe.core.errors import NeuronProbeError
+from pytest_neuronprobe.pytest.family import judge_in_family
 from pytest_neuronprobe.pytest.fixtures import no_run, prop
 from pytest_neuronprobe.pytest.stash import session_of
 
@@ -96,21 +98,9 @@ class ClaimItem(pytest.Item):
         if self.label is None:
             no_run(state)
             return
-        projection, patching = self.needs
-        metrics = dict(state.metrics(self.label, projection=projection, patching=patching))
-        metric = self.claim.metric
-        if self.claim.xfail is not None and metric not in metrics and metric not in (*KNOWN_METRICS, *PAIR_METRICS):
-            raise NeuronProbeError(missing_message(metric, metrics))  # a typo is not an expected failure
-        ref, pair_note = self.claim.expr.ref, ""
-        baseline = None
-        if ref == "baseline" or self.claim.metric in PAIR_METRICS:
-            baseline, pair_note = self._baseline(state, metrics)
-        references = None
-        if ref is not None and ref != "baseline":
-            references = {ref: self._history(state, ref)}
-        verdict = evaluate(self.claim, metrics, baseline, references=references)
-        if pair_note and not verdict.passed:
-            verdict = Verdict(verdict.passed, f"{verdict.message}{pair_note}", verdict.judged_on, verdict.values)
+        verdict = self.judge(state)
+        if state.settings.error_control != "none" and in_family(self.claim):
+            verdict = judge_in_family(self, verdict, state)
         self.verdict = verdict
         self.user_properties.append(("neuron_run", self.label))
         self.user_properties.append(("claim", self.claim.text))
@@ -119,7 +109,29 @@ class ClaimItem(pytest.Item):
         if not verdict.passed:
             raise ClaimFailed(verdict.message)
 
-    def _baseline(self, state: NeuronSession, metrics: dict[str, Metric]) -> tuple[dict[str, Metric] | None, str]:
+    def judge(self, state: NeuronSession, *, quiet: bool = False) -> Verdict:
+        """The claim's own verdict on its run (skips and fails as ``runtest`` does; ``quiet``: counts nothing)."""
+        assert self.label is not None
+        projection, patching = self.needs
+        metrics = dict(state.metrics(self.label, projection=projection, patching=patching))
+        metric = self.claim.metric
+        if self.claim.xfail is not None and metric not in metrics and metric not in (*KNOWN_METRICS, *PAIR_METRICS):
+            raise NeuronProbeError(missing_message(metric, metrics))  # a typo is not an expected failure
+        ref, pair_note = self.claim.expr.ref, ""
+        baseline = None
+        if ref == "baseline" or self.claim.metric in PAIR_METRICS:
+            baseline, pair_note = self._baseline(state, metrics, quiet)
+        references = None
+        if ref is not None and ref != "baseline":
+            references = {ref: self._history(state, ref)}
+        verdict = evaluate(self.claim, metrics, baseline, references=references)
+        if pair_note and not verdict.passed:
+            verdict = Verdict(verdict.passed, f"{verdict.message}{pair_note}", verdict.judged_on, verdict.values)
+        return verdict
+
+    def _baseline(
+        self, state: NeuronSession, metrics: dict[str, Metric], quiet: bool
+    ) -> tuple[dict[str, Metric] | None, str]:
         """The paired baseline's metrics (None without --neuron-baseline: the claim fails saying so), and a note
         on the pairing for a failure message. Puts `baseline.comparable` into `metrics`. No baseline for this
         run: skipped when this session writes it (--neuron-update-baseline), else failed, with the reason."""
@@ -129,10 +141,12 @@ class ClaimItem(pytest.Item):
         pair, why = state.baseline_pair(self.label)
         if pair is None:
             if state.settings.update_baseline:
-                state.counters.no_baseline += 1
+                state.counters.no_baseline += 0 if quiet else 1
                 _skip(why)
-            self.verdict = Verdict(False, f"{self.claim.text} failed: {why}", "estimate", {})
-            raise ClaimFailed(self.verdict.message)
+            verdict = Verdict(False, f"{self.claim.text} failed: {why}", "estimate", {})
+            if not quiet:
+                self.verdict = verdict
+            raise ClaimFailed(verdict.message)
         note = f" (baseline: {pair.name}, paired by {pair.reason})"
         if self.claim.metric in PAIR_METRICS:
             projection, patching = self.needs
