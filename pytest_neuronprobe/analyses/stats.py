@@ -227,6 +227,9 @@ def _bootstrap_r_ci(
     xa: np.ndarray, ya: np.ndarray, n_resamples: int, seed: int | None, confidence: float
 ) -> tuple[Number, Number, float, FloatArray]:
     """The studentized Fisher-z interval of r (:mod:`intervals`), the se of atanh r and the sorted t*."""
+    if n_resamples == 0:
+        off = Undefined("bootstrap disabled")
+        return off, off, math.nan, np.empty(0)
     if xa.size < MIN_INTERVAL_POINTS:
         few = Undefined(f"bootstrap interval undefined: fewer than {MIN_INTERVAL_POINTS} points")
         return few, few, math.nan, np.empty(0)
@@ -287,12 +290,7 @@ def correlate(
     if not math.isfinite(r):
         return undefined("correlation is not a number (near-constant input)")
 
-    se_z, t_sorted = math.nan, np.empty(0)
-    if n_resamples == 0:
-        ci_low: Number = Undefined("bootstrap disabled")
-        ci_high: Number = ci_low
-    else:
-        ci_low, ci_high, se_z, t_sorted = _bootstrap_r_ci(xa, ya, n_resamples, seed, confidence)
+    ci_low, ci_high, se_z, t_sorted = _bootstrap_r_ci(xa, ya, n_resamples, seed, confidence)
     return Correlation(
         r=r,
         r_squared=r * r,
