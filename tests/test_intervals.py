@@ -28,7 +28,7 @@ def _data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return x, 0.6 * x + rng.standard_t(5, size=n)
 
 
-@pytest.mark.parametrize("n", [8, 40, 300])
+@pytest.mark.parametrize("n", [20, 40, 300])
 def test_interval_equals_a_slow_loop_over_resamples(n):
     x, y = _data(n, n)
     rng = np.random.default_rng(3)
@@ -49,6 +49,19 @@ def test_interval_equals_a_slow_loop_over_resamples(n):
     c = correlate(x, y, n_resamples=200, seed=3)
     assert c.se_z == pytest.approx(se, rel=1e-9)
     assert c.ci == pytest.approx(want, abs=1e-9)
+
+
+def test_below_20_points_the_interval_is_the_percentile_interval_of_a_slow_loop():
+    x, y = _data(12, 5)
+    rng = np.random.default_rng(3)
+    r_star = []
+    for _ in range(200):
+        idx = rng.integers(0, 12, size=12)
+        if np.ptp(x[idx]) > 0 and np.ptp(y[idx]) > 0:
+            r_star.append(float(np.corrcoef(x[idx], y[idx])[0, 1]))
+    c = correlate(x, y, n_resamples=200, seed=3)
+    assert c.ci == pytest.approx(tuple(np.quantile(r_star, [0.025, 0.975])), abs=1e-9)
+    assert c.p_beyond(c.ci_low, "lower") == pytest.approx(0.025, abs=2 / 200)  # the p-value inverts it too
 
 
 def test_se_is_the_normal_theory_value_on_normal_data_and_the_spread_of_r():

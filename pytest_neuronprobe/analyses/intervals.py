@@ -96,6 +96,17 @@ def studentized_r(
     return r, se, np.sort(t, axis=-1)
 
 
+def bootstrap_r(x: FloatArray, y: FloatArray, counts: Iterable[FloatArray]) -> FloatArray:
+    """The sorted resampled r of one dataset (NaN, sorted last, where a resample is degenerate)."""
+    n = x.size
+    with np.errstate(all="ignore"):
+        xs, ys = (x - x.mean()) / x.std(), (y - y.mean()) / y.std()
+    powers = np.stack([xs**i * ys**j for i, j in _ORDERS], axis=-1)  # (n, K)
+    r = np.concatenate([_r_and_se_z(c @ powers / n, n)[0] for c in counts])
+    r[~np.isfinite(r)] = np.nan
+    return np.sort(r)
+
+
 def t_interval(r: float, se_z: float, t_sorted: FloatArray, confidence: float) -> tuple[float, float] | None:
     """The studentized interval of r, or None when fewer than half the resamples are usable."""
     t = t_sorted[np.isfinite(t_sorted)]

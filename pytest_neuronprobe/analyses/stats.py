@@ -16,7 +16,14 @@ import numpy as np
 import numpy.typing as npt
 from scipy import stats as _sps
 
-from pytest_neuronprobe.analyses.intervals import r_p_value, resample_counts, studentized_r, t_interval
+from pytest_neuronprobe.analyses.intervals import (
+    bootstrap_r,
+    p_beyond,
+    r_p_value,
+    resample_counts,
+    studentized_r,
+    t_interval,
+)
 from pytest_neuronprobe.core.formatting import format_interval
 
 FloatArray: TypeAlias = npt.NDArray[np.float64]
@@ -153,7 +160,8 @@ class Correlation:
     ci_high: Number
     reason: str | None = None
     label: str = ""
-    #: The bootstrap behind the interval: the standard error of atanh(r) and the sorted t* (NaN: degenerate).
+    #: The bootstrap behind the interval: the se of atanh(r) and the sorted t* (NaN: degenerate); below
+    #: MIN_STUDENTIZED_POINTS points, the sorted resampled r of the percentile interval (se_z NaN).
     se_z: float = field(default=math.nan, repr=False, compare=False)
     t_star: FloatArray = field(default_factory=lambda: np.empty(0), repr=False, compare=False)
 
@@ -180,6 +188,8 @@ class Correlation:
         (``"upper"``): the level at which the interval's bound would just reach ``threshold``; 1 if undefined."""
         if not isinstance(self.r, float) or self.t_star.size == 0:
             return 1.0
+        if self.n < MIN_STUDENTIZED_POINTS:  # t_star holds the resampled r of the percentile interval
+            return p_beyond(self.t_star, threshold, "below" if side == "lower" else "above")
         return r_p_value(self.r, self.se_z, self.t_star, threshold, side)
 
     def as_dict(self) -> dict[str, Any]:
@@ -221,6 +231,9 @@ def _pearson_last_axis(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarr
 
 #: Below this many points the interval of r is undefined (most resamples of 5 points are degenerate).
 MIN_INTERVAL_POINTS = 6
+#: Below this many points the interval of r is the percentile interval: with so few points, resamples of a few
+#: distinct points have near-zero standard errors and make the studentized interval absurdly wide.
+MIN_STUDENTIZED_POINTS = 20
 
 
 def _bootstrap_r_ci(
@@ -236,6 +249,15 @@ def _bootstrap_r_ci(
     counts = resample_counts(xa.size, n_resamples, seed)
     _, se, t_sorted = studentized_r(xa[None, :], ya[None, :], counts)
     r = float(_pearson_last_axis(xa, ya))
+    if xa.size < MIN_STUDENTIZED_POINTS:  # fourth moments too unstable: the percentile interval of r
+        r_star = bootstrap_r(xa, ya, resample_counts(xa.size, n_resamples, seed))
+        usable = r_star[np.isfinite(r_star)]
+        if usable.size < max(2, n_resamples // 2):
+            why = Undefined("bootstrap interval undefined (degenerate resamples)")
+            return why, why, math.nan, r_star
+        alpha = (1.0 - confidence) / 2.0
+        lo, hi = np.quantile(usable, [alpha, 1.0 - alpha])
+        return float(lo), float(hi), math.nan, r_star
     if abs(r) > 1.0 - 1e-12:  # the points lie on a line (up to rounding): so does every resample
         return r, r, 0.0, t_sorted[0]
     iv = t_interval(r, float(se[0]), t_sorted[0], confidence)
