@@ -3,6 +3,7 @@ the outcomes and p-values are the same in one process and under -n 2."""
 
 from __future__ import annotations
 
+import math
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -29,7 +30,8 @@ def _hair_claims(pytester: pytest.Pytester, runs: list[Path]) -> dict[str, str]:
     lows = {name: float(p["projection.head.r.ci_low"]) for name, p in _props(junit).items()}
     files = {"neuron_claims": 'projection.live.r: ">= 0.5"\n'}
     for i, r in enumerate(runs):
-        threshold = lows[f"projection.head.r >= -1[{r.name}]"] - 1e-9
+        # a hair below: the JUnit property is rounded, so 1e-6 below and rounded down
+        threshold = math.floor((lows[f"projection.head.r >= -1[{r.name}]"] - 1e-6) * 1e9) / 1e9
         files[f"neuron_claims_{i}"] = f'options:\n  run: "{r.name}"\nprojection.head.r: ">= {threshold!r}"\n'
     return files
 
