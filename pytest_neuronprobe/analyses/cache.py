@@ -59,7 +59,7 @@ Tree: TypeAlias = Any
 Arrays: TypeAlias = dict[str, npt.NDArray[Any]]
 
 #: Bump when the encoding or the result classes change incompatibly.
-FORMAT = 2
+FORMAT = 3
 SUFFIX = ".npz"
 
 

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from pytest_neuronprobe.analyses.intervals import resample_counts, t_p_value
 from pytest_neuronprobe.analyses.stats import (
-    BATCH_ELEMENTS,
     Number,
     Undefined,
     as_1d_pair,
@@ -33,6 +34,9 @@ class LinearFit:
     ci_low: Number = field(default_factory=lambda: Undefined("not computed"))
     ci_high: Number = field(default_factory=lambda: Undefined("not computed"))
     reason: str | None = None
+    #: The studentized bootstrap behind the interval: the slope's cluster-robust se and the sorted t*.
+    se: float = field(default=math.nan, repr=False, compare=False)
+    bootstrap: npt.NDArray[np.float64] = field(default_factory=lambda: np.empty(0), repr=False, compare=False)
 
     def __post_init__(self) -> None:
         why = self.reason or "undefined"
@@ -53,6 +57,13 @@ class LinearFit:
     def ci(self) -> tuple[Number, Number]:
         """The slope interval as ``(low, high)``."""
         return (self.ci_low, self.ci_high)
+
+    def p_beyond(self, threshold: float, side: str) -> float:
+        """One-sided bootstrap p-value of ``slope >= threshold`` (``side="lower"``) or ``<=`` (``"upper"``),
+        inverting the studentized interval (floor ``1/B``); 1 without a bootstrap."""
+        if not isinstance(self.slope, float) or (self.bootstrap.size == 0 and self.se != 0.0):
+            return 1.0
+        return t_p_value(self.slope, self.se, self.bootstrap, threshold, side)
 
     def as_dict(self) -> dict[str, Any]:
         """Undefined numbers are ``None``; ``reason`` only when the slope is undefined."""
@@ -129,23 +140,50 @@ def fit_line(
     return LinearFit(slope, intercept, r2, n, ci_low=ci_low, ci_high=ci_high)
 
 
-def bootstrap_slope_ci(
-    x: npt.ArrayLike,
-    y: npt.ArrayLike,
-    groups: npt.ArrayLike,
-    *,
-    n_resamples: int = 1000,
-    seed: int | None = 0,
-    confidence: float = 0.95,
-) -> tuple[float | None, float | None]:
-    """Percentile interval of the pooled OLS slope under a cluster bootstrap over ``groups``.
+@dataclass(frozen=True)
+class SlopeBootstrap:
+    """A studentized cluster bootstrap of the pooled slope: the slope, its cluster-robust standard error
+    and the sorted ``t* = (slope* - slope) / se*`` of the usable resamples."""
 
-    Groups (e.g. texts) are resampled with replacement and the slope is computed from summed
-    per-group sufficient statistics. Resamples whose ``x`` is constant are dropped; the result
-    is ``(None, None)`` when undefined (fewer than 2 groups, non-finite or constant ``x``,
-    ``n_resamples=0``, or fewer than half the resamples usable).
+    slope: float
+    se: float
+    t_sorted: npt.NDArray[np.float64]
+
+    def interval(self, confidence: float) -> tuple[float, float]:
+        """``(slope - t*_(1-a) se, slope - t*_(a) se)``; ``(slope, slope)`` when the points fit exactly."""
+        if self.se == 0.0:
+            return self.slope, self.slope
+        alpha = (1.0 - confidence) / 2.0
+        q_lo, q_hi = np.quantile(self.t_sorted, [alpha, 1.0 - alpha])
+        return float(self.slope - q_hi * self.se), float(self.slope - q_lo * self.se)
+
+
+def _slope_and_se(counts: npt.NDArray[np.float64], suff: npt.NDArray[np.float64]) -> tuple[np.ndarray, np.ndarray]:
+    """Per resample (a row of group counts): the pooled slope and its cluster-robust (CR0) standard error
+    ``sqrt(sum_g count_g u_g^2) / Sxx``, with ``u_g`` group g's score ``sum (x - xbar)(y - ybar - b (x - xbar))``."""
+    cnt, sx, sy, sxy, sxx = (counts @ suff).T
+    with np.errstate(divide="ignore", invalid="ignore"):
+        xbar, ybar = sx / cnt, sy / cnt
+        vx = sxx - sx * xbar
+        b = (sxy - sx * ybar) / vx
+        # u_g as a combination of the group's sums (count, Sx, Sy, Sxy, Sxx), coefficients per resample.
+        coef = np.stack([xbar * ybar - b * xbar * xbar, 2 * b * xbar - ybar, -xbar, np.ones_like(b), -b], axis=1)
+        u = coef @ suff.T
+        se = np.sqrt((counts * u * u).sum(axis=1)) / vx
+        ok = vx > 1e-12 * sxx
+    return np.where(ok, b, np.nan), np.where(ok, se, np.nan)
+
+
+def bootstrap_slopes(
+    x: npt.ArrayLike, y: npt.ArrayLike, groups: npt.ArrayLike, *, n_resamples: int = 1000, seed: int | None = 0
+) -> SlopeBootstrap | None:
+    """A studentized cluster bootstrap of the pooled OLS slope over ``groups`` (e.g. texts).
+
+    Groups are resampled with replacement; slopes and their cluster-robust standard errors come from summed
+    per-group sufficient statistics. Resamples whose ``x`` is constant are dropped; ``None`` when undefined
+    (fewer than 2 groups, non-finite or constant ``x``, ``n_resamples=0``, or fewer than half the resamples
+    usable).
     """
-    check_confidence(confidence)
     if n_resamples < 0:
         raise ValueError(f"n_resamples must be >= 0, got {n_resamples}")
     xa, ya = as_1d_pair(x, y, "x", "y")
@@ -153,13 +191,12 @@ def bootstrap_slope_ci(
     if g.shape != xa.shape:
         raise ValueError(f"groups must have the shape of x, got {g.shape} vs {xa.shape}")
     if n_resamples == 0 or xa.size < 2 or nonfinite_reason(xa, ya, "x", "y") or is_constant(xa):
-        return None, None
+        return None
     _, inv = np.unique(g, return_inverse=True)
     inv = inv.reshape(-1)
     n_groups = int(inv.max()) + 1
     if n_groups < 2:
-        return None, None
-
+        return None
     # Centre once (stability), then per-group sums: count, Σx, Σy, Σxy, Σx².
     xc, yc = xa - xa.mean(), ya - ya.mean()
     suff = np.stack(
@@ -169,36 +206,16 @@ def bootstrap_slope_ci(
         ],
         axis=1,
     )
-    cnt, sx, sy, sxy, sxx = _resampled_sums(suff, n_resamples, seed).T
+    b_hat, se_hat = (float(v[0]) for v in _slope_and_se(np.ones((1, n_groups)), suff))
+    parts = [_slope_and_se(c, suff) for c in resample_counts(n_groups, n_resamples, seed)]
     with np.errstate(divide="ignore", invalid="ignore"):
-        vx = sxx - sx * sx / cnt
-        cov = sxy - sx * sy / cnt
-        ok = vx > 1e-12 * sxx
-        slopes = cov[ok] / vx[ok]
-    slopes = slopes[np.isfinite(slopes)]
-    if slopes.size < max(2, n_resamples // 2):
-        return None, None
-    alpha = (1.0 - confidence) / 2.0
-    lo, hi = np.percentile(slopes, [100.0 * alpha, 100.0 * (1.0 - alpha)])
-    return float(lo), float(hi)
-
-
-def _resampled_sums(suff: npt.NDArray[np.float64], n_resamples: int, seed: int | None) -> npt.NDArray[np.float64]:
-    """The per-group statistics `suff` (one row per group) summed over each bootstrap resample of the groups."""
-    n_groups = len(suff)
-    rng = np.random.default_rng(seed)
-    # Resamples in chunks of about BATCH_ELEMENTS draws (memory bounded for many groups); drawing the rows of
-    # the (n_resamples, n_groups) index matrix chunk by chunk gives the same draws as one call.
-    chunk = max(1, BATCH_ELEMENTS // n_groups)
-    sums = []
-    for start in range(0, n_resamples, chunk):
-        r = min(chunk, n_resamples - start)
-        idx = rng.integers(0, n_groups, size=(r, n_groups))
-        # How often each group is drawn in each resample, then summed statistics per resample.
-        flat = (idx + (np.arange(r) * n_groups)[:, None]).ravel()
-        counts = np.bincount(flat, minlength=r * n_groups).reshape(r, n_groups)
-        sums.append(counts.astype(float) @ suff)
-    return np.concatenate(sums)
+        t = np.concatenate([(b - b_hat) / se for b, se in parts])
+    t = np.sort(t[np.isfinite(t)])
+    if not (math.isfinite(b_hat) and math.isfinite(se_hat)):
+        return None
+    if se_hat <= 1e-12 * abs(b_hat):  # every point on one line (up to rounding): so is every resample
+        return SlopeBootstrap(b_hat, 0.0, t)
+    return SlopeBootstrap(b_hat, se_hat, t) if t.size >= max(2, n_resamples // 2) else None
 
 
 def bootstrap_means_ci(
@@ -213,10 +230,26 @@ def bootstrap_means_ci(
     if n_resamples <= 0 or len(v) < 2:
         return nan, nan.copy()
     suff = np.concatenate([np.ones((len(v), 1)), v], axis=1)
-    sums = _resampled_sums(suff, n_resamples, seed)
+    sums = np.concatenate([counts @ suff for counts in resample_counts(len(suff), n_resamples, seed)])
     means = sums[:, 1:] / sums[:, :1]
     alpha = (1.0 - confidence) / 2.0
     lo, hi = np.percentile(means, [100.0 * alpha, 100.0 * (1.0 - alpha)], axis=0)
     bad = ~np.isfinite(v).all(0)
     lo[bad], hi[bad] = np.nan, np.nan
     return lo, hi
+
+
+def bootstrap_slope_ci(
+    x: npt.ArrayLike,
+    y: npt.ArrayLike,
+    groups: npt.ArrayLike,
+    *,
+    n_resamples: int = 1000,
+    seed: int | None = 0,
+    confidence: float = 0.95,
+) -> tuple[float | None, float | None]:
+    """The studentized cluster-bootstrap interval of the pooled OLS slope over ``groups``
+    (:func:`bootstrap_slopes`); ``(None, None)`` when undefined."""
+    check_confidence(confidence)
+    boot = bootstrap_slopes(x, y, groups, n_resamples=n_resamples, seed=seed)
+    return (None, None) if boot is None else boot.interval(confidence)

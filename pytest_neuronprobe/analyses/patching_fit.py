@@ -9,7 +9,7 @@ from typing import TypedDict
 
 import numpy as np
 
-from pytest_neuronprobe.analyses.fits import LinearFit, bootstrap_slope_ci, fit_line
+from pytest_neuronprobe.analyses.fits import LinearFit, bootstrap_slopes, fit_line
 from pytest_neuronprobe.analyses.options import PatchingOptions
 from pytest_neuronprobe.analyses.stats import (
     FloatArray,
@@ -140,14 +140,17 @@ def patching_result(
     T, F = d_act.shape
     fit = fit_line(d_act.ravel(), d_pred.ravel())
     if fit.defined and options.n_resamples > 0 and T > 1:
-        lo, hi = bootstrap_slope_ci(
+        boot = bootstrap_slopes(
             d_act.ravel(),
             d_pred.ravel(),
             np.repeat(np.arange(T), F),
             n_resamples=options.n_resamples,
             seed=options.seed,
         )
-        fit = replace(fit, ci_low=as_number(lo, "not computed"), ci_high=as_number(hi, "not computed"))
+        if boot is not None:
+            lo, hi = boot.interval(0.95)
+            ci_low, ci_high = as_number(lo, "not computed"), as_number(hi, "not computed")
+            fit = replace(fit, ci_low=ci_low, ci_high=ci_high, se=boot.se, bootstrap=boot.t_sorted)
     direct = _direct_fit(d_act, slopes, no_direct_path)
     per_input = _per_input(texts, d_act, d_pred, slopes)
     base = correlate(act0, pred0, n_resamples=0, x_name="baseline activation", y_name="baseline prediction")

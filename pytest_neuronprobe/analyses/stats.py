@@ -7,25 +7,27 @@ sentinel whose every comparison is ``False`` (so any claim made on it fails) and
 
 from __future__ import annotations
 
-import inspect
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeAlias, cast
 
 import numpy as np
 import numpy.typing as npt
-from scipy import special as _special
 from scipy import stats as _sps
 
+from pytest_neuronprobe.analyses.intervals import (
+    bootstrap_r,
+    p_beyond,
+    r_p_value,
+    resample_counts,
+    studentized_r,
+    t_interval,
+)
 from pytest_neuronprobe.core.formatting import format_interval
 
 FloatArray: TypeAlias = npt.NDArray[np.float64]
 IntArray: TypeAlias = npt.NDArray[np.intp]
-
-# Above this many elements per vectorised bootstrap batch, scipy's work is split in batches.
-BATCH_ELEMENTS = 2_000_000
-
 
 # ---------------------------------------------------------------------------------------------
 # Undefined
@@ -172,6 +174,10 @@ class Correlation:
     ci_high: Number
     reason: str | None = None
     label: str = ""
+    #: The bootstrap behind the interval: the se of atanh(r) and the sorted t* (NaN: degenerate); below
+    #: MIN_STUDENTIZED_POINTS points, the sorted resampled r of the percentile interval (se_z NaN).
+    se_z: float = field(default=math.nan, repr=False, compare=False)
+    t_star: FloatArray = field(default_factory=lambda: np.empty(0), repr=False, compare=False)
 
     def __post_init__(self) -> None:
         why = self.reason or "undefined"
@@ -190,6 +196,15 @@ class Correlation:
     def ci(self) -> tuple[Number, Number]:
         """The bootstrap interval of ``r`` as ``(low, high)``."""
         return (self.ci_low, self.ci_high)
+
+    def p_beyond(self, threshold: float, side: str) -> float:
+        """One-sided bootstrap p-value of ``r >= threshold`` (``side="lower"``) or ``r <= threshold``
+        (``"upper"``): the level at which the interval's bound would just reach ``threshold``; 1 if undefined."""
+        if not isinstance(self.r, float) or self.t_star.size == 0:
+            return 1.0
+        if self.n < MIN_STUDENTIZED_POINTS:  # t_star holds the resampled r of the percentile interval
+            return p_beyond(self.t_star, threshold, "below" if side == "lower" else "above")
+        return r_p_value(self.r, self.se_z, self.t_star, threshold, side)
 
     def as_dict(self) -> dict[str, Any]:
         """SPEC §5 entry: undefined numbers are ``None``; ``reason`` only when undefined."""
@@ -228,78 +243,42 @@ def _pearson_last_axis(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarr
     return cast(FloatArray, np.clip(r, -1.0, 1.0))
 
 
-# scipy >= 1.15 calls the generator argument `rng`; older versions `random_state`.
-_RNG_KW = "rng" if "rng" in inspect.signature(_sps.bootstrap).parameters else "random_state"
-
-
-def _bootstrap_kwargs(seed: int | None) -> dict[str, Any]:
-    return {_RNG_KW: np.random.default_rng(seed)}
-
-
-def _jackknife_pearson(xa: np.ndarray, ya: np.ndarray) -> np.ndarray:
-    """Leave-one-out Pearson r for every point, in O(n) from sufficient statistics."""
-    xc, yc = xa - xa.mean(), ya - ya.mean()
-    m = xa.size - 1.0
-    sx, sy = xc.sum() - xc, yc.sum() - yc
-    sxx, syy, sxy = (xc @ xc) - xc * xc, (yc @ yc) - yc * yc, (xc @ yc) - xc * yc
-    with np.errstate(divide="ignore", invalid="ignore"):
-        r = (sxy - sx * sy / m) / np.sqrt((sxx - sx * sx / m) * (syy - sy * sy / m))
-    return cast(FloatArray, np.clip(r, -1.0, 1.0))
-
-
-def _bca_from_distribution(
-    theta_hat: float, theta_b: np.ndarray, theta_jack: np.ndarray, alpha: float
-) -> tuple[float, float]:
-    """BCa interval (Efron & Tibshirani 14.3, 15.4), computed as scipy.stats.bootstrap does."""
-    with np.errstate(all="ignore"):
-        b = theta_b.size
-        pct = (np.count_nonzero(theta_b < theta_hat) + np.count_nonzero(theta_b <= theta_hat)) / (2.0 * b)
-        z0 = _special.ndtri(pct)
-        d = theta_jack.mean() - theta_jack
-        a_hat = (d**3).sum() / (6.0 * ((d**2).sum()) ** 1.5)
-        z_a = float(_special.ndtri(alpha))
-        num1, num2 = z0 + z_a, z0 - z_a
-        a1 = _special.ndtr(z0 + num1 / (1 - a_hat * num1))
-        a2 = _special.ndtr(z0 + num2 / (1 - a_hat * num2))
-        if not (np.isfinite(a1) and np.isfinite(a2)) or np.isnan(theta_b).any():
-            return math.nan, math.nan
-        lo, hi = np.quantile(theta_b, [a1, a2])
-    return float(lo), float(hi)
+#: Below this many points the interval of r is undefined (most resamples of 5 points are degenerate).
+MIN_INTERVAL_POINTS = 6
+#: Below this many points the interval of r is the percentile interval: with so few points, resamples of a few
+#: distinct points have near-zero standard errors and make the studentized interval absurdly wide.
+MIN_STUDENTIZED_POINTS = 20
 
 
 def _bootstrap_r_ci(
     xa: np.ndarray, ya: np.ndarray, n_resamples: int, seed: int | None, confidence: float
-) -> tuple[Number, Number]:
-    """BCa interval of Pearson r over paired resamples; percentile interval as fall-back.
-
-    Resampling is ``scipy.stats.bootstrap``'s (same draws as its ``method="BCa"`` for a
-    given seed); the BCa acceleration uses an O(n) closed-form jackknife instead of scipy's
-    O(n²) one, so large samples stay fast. Gives the same interval as scipy's BCa.
-    """
-    batch = max(1, min(n_resamples, BATCH_ELEMENTS // max(xa.size, 1)))
-    with warnings.catch_warnings(), np.errstate(all="ignore"):
-        warnings.simplefilter("ignore")
-        res = _sps.bootstrap(
-            (xa, ya),
-            _pearson_last_axis,
-            paired=True,
-            vectorized=True,
-            n_resamples=n_resamples,
-            batch=batch,
-            confidence_level=confidence,
-            method="percentile",
-            **_bootstrap_kwargs(seed),
-        )
-    theta_b = np.asarray(res.bootstrap_distribution, dtype=float)
-    theta_hat = float(_pearson_last_axis(xa, ya))
-    alpha = (1.0 - confidence) / 2.0
-    lo, hi = _bca_from_distribution(theta_hat, theta_b, _jackknife_pearson(xa, ya), alpha)
-    if not (math.isfinite(lo) and math.isfinite(hi)):
-        lo, hi = float(res.confidence_interval.low), float(res.confidence_interval.high)
-    if math.isfinite(lo) and math.isfinite(hi):
-        return lo, hi
-    why = Undefined("bootstrap interval undefined (degenerate resamples)")
-    return why, why
+) -> tuple[Number, Number, float, FloatArray]:
+    """The studentized Fisher-z interval of r (:mod:`intervals`), the se of atanh r and the sorted t*."""
+    if n_resamples == 0:
+        off = Undefined("bootstrap disabled")
+        return off, off, math.nan, np.empty(0)
+    if xa.size < MIN_INTERVAL_POINTS:
+        few = Undefined(f"bootstrap interval undefined: fewer than {MIN_INTERVAL_POINTS} points")
+        return few, few, math.nan, np.empty(0)
+    counts = resample_counts(xa.size, n_resamples, seed)
+    _, se, t_sorted = studentized_r(xa[None, :], ya[None, :], counts)
+    r = float(_pearson_last_axis(xa, ya))
+    if xa.size < MIN_STUDENTIZED_POINTS:  # fourth moments too unstable: the percentile interval of r
+        r_star = bootstrap_r(xa, ya, resample_counts(xa.size, n_resamples, seed))
+        usable = r_star[np.isfinite(r_star)]
+        if usable.size < max(2, n_resamples // 2):
+            why = Undefined("bootstrap interval undefined (degenerate resamples)")
+            return why, why, math.nan, r_star
+        alpha = (1.0 - confidence) / 2.0
+        lo, hi = np.quantile(usable, [alpha, 1.0 - alpha])
+        return float(lo), float(hi), math.nan, r_star
+    if abs(r) > 1.0 - 1e-12:  # the points lie on a line (up to rounding): so does every resample
+        return r, r, 0.0, t_sorted[0]
+    iv = t_interval(r, float(se[0]), t_sorted[0], confidence)
+    if iv is None:
+        why = Undefined("bootstrap interval undefined (degenerate resamples)")
+        return why, why, math.nan, t_sorted[0]
+    return iv[0], iv[1], float(se[0]), t_sorted[0]
 
 
 def correlate(
@@ -315,9 +294,9 @@ def correlate(
 ) -> Correlation:
     """Pearson ``r`` (two-sided p), ``r²``, Spearman rho and a seeded bootstrap interval of ``r``.
 
-    The interval is BCa over paired resamples, falling back to the percentile interval when
-    BCa is undefined. ``n_resamples=0`` disables it. Fewer than 3 points, a constant input or
-    a non-finite value make the whole correlation undefined (with the reason).
+    The interval is the studentized bootstrap on the Fisher-z scale over paired resamples
+    (:mod:`pytest_neuronprobe.analyses.intervals`). ``n_resamples=0`` disables it. Fewer than 3 points,
+    a constant input or a non-finite value make the whole correlation undefined (with the reason).
     """
     check_confidence(confidence)
     if n_resamples < 0:
@@ -347,11 +326,7 @@ def correlate(
     if not math.isfinite(r):
         return undefined("correlation is not a number (near-constant input)")
 
-    if n_resamples == 0:
-        ci_low: Number = Undefined("bootstrap disabled")
-        ci_high: Number = ci_low
-    else:
-        ci_low, ci_high = _bootstrap_r_ci(xa, ya, n_resamples, seed, confidence)
+    ci_low, ci_high, se_z, t_sorted = _bootstrap_r_ci(xa, ya, n_resamples, seed, confidence)
     return Correlation(
         r=r,
         r_squared=r * r,
@@ -361,6 +336,8 @@ def correlate(
         ci_low=ci_low,
         ci_high=ci_high,
         label=label,
+        se_z=se_z,
+        t_star=t_sorted,
     )
 
 

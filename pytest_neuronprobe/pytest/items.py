@@ -18,8 +18,10 @@ from pytest_neuronprobe.claims.metrics import (
     is_known_metric,
     needs_attribution,
 )
+from pytest_neuronprobe.claims.multiplicity import in_family
 from pytest_neuronprobe.claims.verdicts import Claim, Verdict, evaluate, missing_message
 from pytest_neuronprobe.core.errors import NeuronProbeError
+from pytest_neuronprobe.pytest.family import judge_in_family
 from pytest_neuronprobe.pytest.fixtures import no_run, prop
 from pytest_neuronprobe.pytest.stash import session_of
 
@@ -108,6 +110,20 @@ class ClaimItem(pytest.Item):
         if self.label is None:
             no_run(state)
             return
+        verdict = self.judge(state)
+        if state.settings.error_control != "none" and in_family(self.claim):
+            verdict = judge_in_family(self, verdict, state)
+        self.verdict = verdict
+        self.user_properties.append(("neuron_run", self.label))
+        self.user_properties.append(("claim", self.claim.text))
+        for key, value in verdict.values.items():
+            self.user_properties.append((f"{self.claim.metric}.{key}", prop(value)))
+        if not verdict.passed:
+            raise ClaimFailed(verdict.message)
+
+    def judge(self, state: NeuronSession, *, quiet: bool = False) -> Verdict:
+        """The claim's own verdict on its run (skips and fails as ``runtest`` does; ``quiet``: counts nothing)."""
+        assert self.label is not None
         projection, patching = self.needs
         attribution = needs_attribution([self.claim.metric])  # only its own claims pay for the sweep
         metrics = dict(
@@ -122,22 +138,18 @@ class ClaimItem(pytest.Item):
         ref, pair_note = self.claim.expr.ref, ""
         baseline = None
         if ref == "baseline" or self.claim.metric in PAIR_METRICS:
-            baseline, pair_note = self._baseline(state, metrics)
+            baseline, pair_note = self._baseline(state, metrics, quiet)
         references = None
         if ref is not None and ref != "baseline":
             references = {ref: self._history(state, ref)}
         verdict = evaluate(self.claim, metrics, baseline, references=references)
         if pair_note and not verdict.passed:
             verdict = Verdict(verdict.passed, f"{verdict.message}{pair_note}", verdict.judged_on, verdict.values)
-        self.verdict = verdict
-        self.user_properties.append(("neuron_run", self.label))
-        self.user_properties.append(("claim", self.claim.text))
-        for key, value in verdict.values.items():
-            self.user_properties.append((f"{self.claim.metric}.{key}", prop(value)))
-        if not verdict.passed:
-            raise ClaimFailed(verdict.message)
+        return verdict
 
-    def _baseline(self, state: NeuronSession, metrics: dict[str, Metric]) -> tuple[dict[str, Metric] | None, str]:
+    def _baseline(
+        self, state: NeuronSession, metrics: dict[str, Metric], quiet: bool
+    ) -> tuple[dict[str, Metric] | None, str]:
         """The paired baseline's metrics (None without --neuron-baseline: the claim fails saying so), and a note
         on the pairing for a failure message. Puts `baseline.comparable` into `metrics`. No baseline for this
         run: skipped when this session writes it (--neuron-update-baseline), else failed, with the reason."""
@@ -147,10 +159,12 @@ class ClaimItem(pytest.Item):
         pair, why = state.baseline_pair(self.label)
         if pair is None:
             if state.settings.update_baseline:
-                state.counters.no_baseline += 1
+                state.counters.no_baseline += 0 if quiet else 1
                 _skip(why)
-            self.verdict = Verdict(False, f"{self.claim.text} failed: {why}", "estimate", {})
-            raise ClaimFailed(self.verdict.message)
+            verdict = Verdict(False, f"{self.claim.text} failed: {why}", "estimate", {})
+            if not quiet:
+                self.verdict = verdict
+            raise ClaimFailed(verdict.message)
         note = f" (baseline: {pair.name}, paired by {pair.reason})"
         if self.claim.metric in PAIR_METRICS:
             projection, patching = self.needs

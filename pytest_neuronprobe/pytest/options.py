@@ -18,6 +18,7 @@ from typing import Literal, TypeVar
 import pytest
 
 from pytest_neuronprobe.analyses.options import DEFAULT_BATCH_SIZE, positive_int
+from pytest_neuronprobe.claims.multiplicity import ERROR_CONTROLS
 from pytest_neuronprobe.claims.verdicts import JUDGES
 from pytest_neuronprobe.core.errors import NeuronProbeError, OptionError
 
@@ -50,6 +51,8 @@ class Settings:
     batch_size: int = DEFAULT_BATCH_SIZE
     require_run: bool = False
     judge: str = DEFAULT_JUDGE
+    #: --neuron-error-control: none, holm (family-wise error rate) or bh (false discovery rate) over the claims.
+    error_control: str = "none"
     #: The on-disk result cache directory; None: no on-disk cache.
     cache_dir: Path | None = None
     #: Where each option's value came from ("command line", "ini", "default"), for the header.
@@ -73,6 +76,13 @@ def parse_judge(value: str) -> str:
     if text in JUDGES:
         return text
     raise OptionError(f"invalid judge {value!r}: choose from {', '.join(JUDGES)}")
+
+
+def parse_error_control(value: str) -> str:
+    """`none`, `holm` or `bh`: how claims judged on an interval share the error rate."""
+    if (text := str(value).strip().lower()) in ERROR_CONTROLS:
+        return text
+    raise OptionError(f"invalid error control {value!r}: choose from {', '.join(ERROR_CONTROLS)}")
 
 
 def parse_bool(value: object) -> bool:
@@ -222,6 +232,14 @@ OPTIONS: tuple[tuple[str, dict[str, object], str, str, Literal["string", "paths"
         "how claims files judge metrics with an interval: 'bound' (the 95%% interval's bound must satisfy the "
         "claim) or 'estimate'; a judge set in the file wins. Default: bound.",
         "bound | estimate: how claims files judge (default bound)",
+        None,
+    ),
+    (
+        "--neuron-error-control",
+        {"metavar": "{none,holm,bh}", "type": _argparse_type(parse_error_control)},
+        "error rates across the claims files' interval-judged claims: 'holm' (family-wise) or 'bh' (false "
+        "discovery rate); a claim passes if its bound does and its adjusted p <= 0.025. Default: none.",
+        "none | holm | bh: error control across interval-judged claims (default none)",
         None,
     ),
     (
@@ -431,6 +449,7 @@ def settings_from_config(config: pytest.Config) -> Settings:
         batch_size=resolve.value("neuron_batch_size", positive_int, DEFAULT_BATCH_SIZE),
         require_run=resolve.value("neuron_require_run", parse_bool, False),
         judge=resolve.value("neuron_judge", parse_judge, DEFAULT_JUDGE),
+        error_control=resolve.value("neuron_error_control", parse_error_control, "none"),
         cache_dir=cache_dir,
         sources=resolve.sources,
     )
