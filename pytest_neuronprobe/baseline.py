@@ -420,3 +420,13 @@ def _own_name(run: Run | Mapping[str, object] | None) -> str | None:
     if isinstance(run, Mapping):
         return _str(_section(run, "run").get("name"))
     return run.name
+
+
+def is_summary_file(path: Path) -> bool:
+    """Whether ``path`` holds a neuronprobe summary (a JSON object with "projections" or "patching")."""
+    try:
+        with path.open("rb") as handle:
+            data = json.loads(handle.read(64 * 1024 * 1024 + 1))
+    except (OSError, ValueError, RecursionError):
+        return False
+    return isinstance(data, dict) and ("projections" in data or "patching" in data)

@@ -137,20 +137,8 @@ def patching_result(
         sweep[k] for k in ("activation", "prediction", "patched_activation", "patched_prediction", "direct_per_text")
     )
     d_act, d_pred = act - act0[:, None], pred - pred0[:, None]
-    T, F = d_act.shape
-    fit = fit_line(d_act.ravel(), d_pred.ravel())
-    if fit.defined and options.n_resamples > 0 and T > 1:
-        boot = bootstrap_slopes(
-            d_act.ravel(),
-            d_pred.ravel(),
-            np.repeat(np.arange(T), F),
-            n_resamples=options.n_resamples,
-            seed=options.seed,
-        )
-        if boot is not None:
-            lo, hi = boot.interval(0.95)
-            ci_low, ci_high = as_number(lo, "not computed"), as_number(hi, "not computed")
-            fit = replace(fit, ci_low=ci_low, ci_high=ci_high, se=boot.se, bootstrap=boot.t_sorted)
+    T = d_act.shape[0]
+    fit = _slope_fit(d_act, d_pred, options)
     direct = _direct_fit(d_act, slopes, no_direct_path)
     per_input = _per_input(texts, d_act, d_pred, slopes)
     base = correlate(act0, pred0, n_resamples=0, x_name="baseline activation", y_name="baseline prediction")
@@ -186,6 +174,21 @@ def patching_result(
         options=summary_options,
         arrays=arrays,
     )
+
+
+def _slope_fit(d_act: FloatArray, d_pred: FloatArray, options: PatchingOptions) -> LinearFit:
+    """The pooled fit of prediction change on activation change, with its cluster-bootstrap interval (texts)."""
+    T, F = d_act.shape
+    fit = fit_line(d_act.ravel(), d_pred.ravel())
+    if not (fit.defined and options.n_resamples > 0 and T > 1):
+        return fit
+    groups = np.repeat(np.arange(T), F)
+    boot = bootstrap_slopes(d_act.ravel(), d_pred.ravel(), groups, n_resamples=options.n_resamples, seed=options.seed)
+    if boot is None:
+        return fit
+    lo, hi = boot.interval(0.95)
+    ci_low, ci_high = as_number(lo, "not computed"), as_number(hi, "not computed")
+    return replace(fit, ci_low=ci_low, ci_high=ci_high, se=boot.se, bootstrap=boot.t_sorted)
 
 
 def _direct_fit(d_act: FloatArray, slopes: FloatArray, no_direct_path: str | None) -> LinearFit:

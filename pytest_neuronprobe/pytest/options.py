@@ -376,18 +376,6 @@ class _Resolver:
         return cache_dir
 
 
-def _is_summary_file(path: Path) -> bool:
-    """Whether ``path`` holds a neuronprobe summary (a JSON object with "projections" or "patching")."""
-    import json
-
-    try:
-        with path.open("rb") as handle:
-            data = json.loads(handle.read(64 * 1024 * 1024 + 1))
-    except (OSError, ValueError, RecursionError):
-        return False
-    return isinstance(data, dict) and ("projections" in data or "patching" in data)
-
-
 def check_baseline_target(path: Path) -> None:
     """Refuse, in one line, a --neuron-update-baseline target where no baseline lives: only a directory
     (or a path to create one at) or a ``.json`` file that is absent or already a summary may be written."""
@@ -397,7 +385,9 @@ def check_baseline_target(path: Path) -> None:
     if path.exists() and not path.is_file():
         raise pytest.UsageError(f"{where} {path}: not a regular file or directory")
     if path.suffix.lower() == ".json":
-        if path.is_file() and not _is_summary_file(path):
+        from pytest_neuronprobe.baseline import is_summary_file
+
+        if path.is_file() and not is_summary_file(path):
             raise pytest.UsageError(
                 f'{where} {path}: it exists and is not a neuronprobe summary (no "projections" or "patching")'
             )
