@@ -5,6 +5,7 @@ Everything is built once per session under `tmp_path_factory`, deterministically
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -72,3 +73,15 @@ def token_run(tiny_runs_dir: Path, tiny_lm_dir: Path) -> Path:
     return _tiny_run(
         tiny_runs_dir, tiny_lm_dir, head_type="token", layer=TINY_TOKEN_LAYER, finetune_layers=1, train_steps=60
     )
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """One torch intra-op thread for a module: tiny models and fits run far faster so (and do not fight other
+    processes for the cores). Byte-identical builds need the same thread count: float sums depend on it."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -25,14 +25,7 @@ PROJ = {"n_resamples": 20, "null_directions": 5}
 PATCH = {"n_resamples": 20, "factors": [0.0, 1.0, 2.0]}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread() -> Any:
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _copy_run(run: Path, dst: Path) -> Path:

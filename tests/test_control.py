@@ -33,14 +33,7 @@ from pytest_neuronprobe.core.probe import open_probe
 from pytest_neuronprobe.core.runs import load_run
 from tests.run_copies import config_path, copy_run, dataset_path, model_dir
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread() -> object:
-    """Small fits run far faster on one thread (and do not fight other processes for the cores)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 LINEAR = HeadShape("regression", None, 1)

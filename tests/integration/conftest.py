@@ -64,14 +64,8 @@ PATCHING_KEYS = {
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread() -> Any:
-    """Tiny models run far faster on one thread (and do not fight other processes for the cores)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_thread(one_torch_thread: None) -> None:
+    """Every integration module runs on one torch thread (tests/conftest.py)."""
 
 
 def read_json(path: Path) -> Any:
