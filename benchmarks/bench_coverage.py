@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pytest_neuronprobe.analyses.fits import bootstrap_slope_ci  # noqa: E402
-from pytest_neuronprobe.analyses.intervals import resample_counts, studentized_r, t_interval  # noqa: E402
+from pytest_neuronprobe.analyses.intervals import bootstrap_r, percentile_interval, resample_counts  # noqa: E402
 from pytest_neuronprobe.analyses.nulls import empirical_null  # noqa: E402
 from pytest_neuronprobe.analyses.stats import correlate  # noqa: E402
 
@@ -53,12 +53,13 @@ def r_coverage(dist: str, n: int, rho: float, datasets: int, seed: int = 1) -> t
         d = min(per_chunk, datasets - start)
         x, e = draw(rng, (d, n)), draw(rng, (d, n))
         y = rho * x + np.sqrt(1.0 - rho * rho) * e
-        r, se, t = studentized_r(x, y, resample_counts(n, 1000, 0))  # correlate's draws for seed 0
+        r_star = bootstrap_r(x, y, resample_counts(n, 1000, 0))  # correlate's draws for seed 0
+        r = [float(np.corrcoef(x[i], y[i])[0, 1]) for i in range(d)]
         if start == 0:  # the same code path as the plugin's `correlate`
-            ci = t_interval(float(r[0]), float(se[0]), t[0], 0.95)
+            ci = percentile_interval(r[0], n, r_star[0], 0.95)
             assert ci is not None and np.allclose(correlate(x[0], y[0]).ci, ci, rtol=0, atol=1e-9)
         for i in range(d):
-            iv = t_interval(float(r[i]), float(se[i]), t[i], 0.95)
+            iv = percentile_interval(r[i], n, r_star[i], 0.95)
             if iv is not None:
                 hits += iv[0] <= rho <= iv[1]
                 width += iv[1] - iv[0]

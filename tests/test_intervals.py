@@ -1,4 +1,5 @@
-"""The studentized Fisher-z interval of r and its one-sided p-values, against slow loops and closed forms."""
+"""The bootstrap intervals of r and of the patching slope and their one-sided p-values, against slow loops and
+closed forms."""
 
 from __future__ import annotations
 
@@ -8,18 +9,8 @@ import numpy as np
 import pytest
 
 from pytest_neuronprobe.analyses.fits import LinearFit, bootstrap_slope_ci, bootstrap_slopes
-from pytest_neuronprobe.analyses.intervals import p_beyond, r_p_value, resample_counts, studentized_r, t_interval
+from pytest_neuronprobe.analyses.intervals import p_beyond, percentile_interval, resample_counts
 from pytest_neuronprobe.analyses.stats import correlate
-
-
-def _se_z_loop(x: np.ndarray, y: np.ndarray) -> float:
-    """The delta-method se of atanh(r): the sd of r's influence function over the points, one by one."""
-    n = len(x)
-    xs = [(v - x.mean()) / x.std() for v in x]
-    ys = [(v - y.mean()) / y.std() for v in y]
-    r = sum(a * b for a, b in zip(xs, ys, strict=True)) / n
-    infl = [a * b - r / 2 * (a * a + b * b) for a, b in zip(xs, ys, strict=True)]
-    return math.sqrt(sum(v * v for v in infl) / n / n) / (1 - r * r)
 
 
 def _data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -28,50 +19,41 @@ def _data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return x, 0.6 * x + rng.standard_t(5, size=n)
 
 
-@pytest.mark.parametrize("n", [20, 40, 300])
-def test_interval_equals_a_slow_loop_over_resamples(n):
-    x, y = _data(n, n)
-    rng = np.random.default_rng(3)
-    r = float(np.corrcoef(x, y)[0, 1])
-    se = _se_z_loop(x, y)
-    t = []
-    for _ in range(200):
-        idx = rng.integers(0, n, size=n)
-        xb, yb = x[idx], y[idx]
-        if np.all(xb == xb[0]) or np.all(yb == yb[0]):
-            continue
-        rb = float(np.corrcoef(xb, yb)[0, 1])
-        if abs(rb) > 1 - 1e-12:
-            continue
-        t.append((math.atanh(rb) - math.atanh(r)) / _se_z_loop(xb, yb))
-    q_lo, q_hi = np.quantile(t, [0.025, 0.975])
-    want = (math.tanh(math.atanh(r) - q_hi * se), math.tanh(math.atanh(r) - q_lo * se))
-    c = correlate(x, y, n_resamples=200, seed=3)
-    assert c.se_z == pytest.approx(se, rel=1e-9)
-    assert c.ci == pytest.approx(want, abs=1e-9)
-
-
-def test_below_20_points_the_interval_is_the_percentile_interval_of_a_slow_loop():
-    x, y = _data(12, 5)
-    rng = np.random.default_rng(3)
+def _expanded_loop(x: np.ndarray, y: np.ndarray, resamples: int, seed: int, level: float) -> tuple[float, float]:
+    """The expanded percentile interval, resample by resample: the percentile interval of r*, its distances
+    from atanh r on the Fisher-z scale stretched by sqrt(n / (n - 3))."""
+    n = len(x)
+    rng = np.random.default_rng(seed)
     r_star = []
-    for _ in range(200):
-        idx = rng.integers(0, 12, size=12)
+    for _ in range(resamples):
+        idx = rng.integers(0, n, size=n)
         if np.ptp(x[idx]) > 0 and np.ptp(y[idx]) > 0:
             r_star.append(float(np.corrcoef(x[idx], y[idx])[0, 1]))
+    lo, hi = np.quantile(r_star, [level, 1 - level])
+    z, s = math.atanh(float(np.corrcoef(x, y)[0, 1])), math.sqrt(n / (n - 3))
+    return math.tanh(z - (z - math.atanh(lo)) * s), math.tanh(z + (math.atanh(hi) - z) * s)
+
+
+@pytest.mark.parametrize("n", [8, 20, 40, 300])
+def test_interval_equals_a_slow_loop_over_resamples(n):
+    x, y = _data(n, n)
     c = correlate(x, y, n_resamples=200, seed=3)
-    assert c.ci == pytest.approx(tuple(np.quantile(r_star, [0.025, 0.975])), abs=1e-9)
-    assert c.p_beyond(c.ci_low, "lower") == pytest.approx(0.025, abs=2 / 200)  # the p-value inverts it too
+    assert c.ci == pytest.approx(_expanded_loop(x, y, 200, 3, 0.025), abs=1e-9)
+    assert c.p_beyond(c.ci_low, "lower") == pytest.approx(0.025, abs=2 / 200)  # the p-value inverts it
 
 
-def test_se_is_the_normal_theory_value_on_normal_data_and_the_spread_of_r():
+def test_expansion_is_the_normal_theory_ratio():
+    """On normal data the plain percentile interval of atanh r is about 1.96/sqrt(n) wide each side, and the
+    expanded one 1.96/sqrt(n - 3): the normal-theory Fisher interval."""
     rng = np.random.default_rng(0)
-    x = rng.normal(size=(400, 3000))
-    y = 0.7 * x + math.sqrt(1 - 0.49) * rng.normal(size=x.shape)
-    r, se, _ = studentized_r(x, y, resample_counts(3000, 2, 0))
-    # normal data: se(atanh r) = 1/sqrt(n); over datasets, atanh(r) spreads by that much
-    assert np.median(se) == pytest.approx(1 / math.sqrt(3000), rel=0.03)
-    assert np.std(np.arctanh(r)) == pytest.approx(1 / math.sqrt(3000), rel=0.1)
+    x = rng.normal(size=30)
+    y = 0.5 * x + rng.normal(size=30)
+    c = correlate(x, y, n_resamples=4000, seed=1)
+    r = float(np.corrcoef(x, y)[0, 1])
+    plain = np.quantile(np.arctanh(c.bootstrap[np.isfinite(c.bootstrap)]), [0.025, 0.975])
+    got = np.arctanh(np.array(c.ci)) - math.atanh(r)
+    assert got / (plain - math.atanh(r)) == pytest.approx([math.sqrt(30 / 27)] * 2, rel=1e-6)
+    assert float(got[1] - got[0]) == pytest.approx(2 * 1.96 / math.sqrt(27), rel=0.25)
 
 
 def test_resample_chunks_are_one_draw():
@@ -87,15 +69,16 @@ def test_p_value_inverts_the_interval():
     c = correlate(x, y, n_resamples=2000, seed=0)
     assert isinstance(c.r, float)
     for level in (0.05, 0.2):
-        bounds = t_interval(c.r, c.se_z, c.t_star, 1 - 2 * level)
+        bounds = percentile_interval(c.r, c.n, c.bootstrap, 1 - 2 * level)
         assert bounds is not None
         lo, hi = bounds
         assert c.p_beyond(lo, "lower") == pytest.approx(level, abs=2 / 2000)
         assert c.p_beyond(hi, "upper") == pytest.approx(level, abs=2 / 2000)
-    # far from the estimate on the right side: the floor 1/(B+1); on the wrong side: near 1
+    # far from the estimate on the right side: the floor 1/B; on the wrong side: near 1
     assert c.p_beyond(-0.99, "lower") == pytest.approx(1 / 2000)
     assert c.p_beyond(0.99, "lower") > 0.99
     assert c.p_beyond(-1.0, "lower") == pytest.approx(1 / 2000) and c.p_beyond(1.0, "lower") == 1.0
+    assert c.p_beyond(1.0, "upper") == pytest.approx(1 / 2000) and c.p_beyond(-1.0, "upper") == 1.0
     assert correlate(x, y, n_resamples=0).p_beyond(0.0, "lower") == 1.0
 
 
@@ -105,8 +88,6 @@ def test_p_beyond_counts():
     assert p_beyond(d, 0.25, "above") == pytest.approx(1 / 3)
     assert p_beyond(d, 0.05, "below") == pytest.approx(1 / 3)  # the floor: 3 resamples show no less
     assert p_beyond(np.array([np.nan]), 0.0, "above") == 1.0
-    assert r_p_value(0.5, 0.0, np.zeros(9), 0.4, "lower") == pytest.approx(1 / 9)
-    assert r_p_value(0.5, 0.0, np.zeros(9), 0.6, "lower") == 1.0
 
 
 def _cr0_slope(x: np.ndarray, y: np.ndarray, clusters: list[np.ndarray]) -> tuple[float, float]:

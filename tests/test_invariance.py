@@ -3,7 +3,7 @@ projection and patching analyses within 1e-5.
 
 Text order: the bootstrap intervals resample rows (texts) by position, so a reordered dataset draws other
 resamples; every other number is compared. Batch size moves the float32 forward pass by rounding (~1e-7),
-which the studentized bootstrap's tail resamples amplify at the tiny runs' 12 texts: interval bounds are
+which the bootstrap's tail resamples amplify at the tiny runs' 12 texts: interval bounds are
 held to 1e-4 there (README, "What the numbers mean"). Few examples, derandomized, deadline-bounded.
 """
 

@@ -1,25 +1,24 @@
 """The bootstrap interval of Pearson r and one-sided bootstrap p-values (README: "What the numbers mean").
 
-The interval of r is a *studentized* (bootstrap-t) interval on the Fisher-z scale: each paired resample
-gives ``t* = (atanh r* - atanh r) / se*``, where ``se`` is the delta-method (fourth-moment) standard error
-of ``atanh r``, valid without normality; the interval is ``tanh(atanh r - t*_(1-a) se, atanh r - t*_(a) se)``.
-It replaced BCa, which covered 86-93% for a nominal 95% on skewed and heavy-tailed data
-(benchmarks/bench_coverage.py). Vectorised over a leading axis of datasets, so the coverage benchmark calls
-exactly this code.
+The interval of r is an *expanded percentile* interval of the paired resamples' r (SPEC §3's bootstrap
+interval, widened on the Fisher-z scale for small n). It replaced a studentized (bootstrap-t) interval, which
+was erratic on real activations, and BCa before it (coverage: benchmarks/bench_coverage.py). Vectorised over a
+leading axis of datasets, so the coverage benchmark calls exactly this code.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Iterator
+from typing import cast
 
 import numpy as np
 import numpy.typing as npt
 
 FloatArray = npt.NDArray[np.float64]
 
-# Raw moment orders (i, j) of E[x^i y^j] that the central moments below need.
-_ORDERS = [(i, j) for i in range(5) for j in range(5) if 0 < i + j <= 4]
+# Raw moment orders (i, j) of E[x^i y^j] that r needs.
+_ORDERS = [(1, 0), (0, 1), (2, 0), (1, 1), (0, 2)]
 _COL = {o: k for k, o in enumerate(_ORDERS)}
 # Keep |r| below 1 so that atanh stays finite (r = 1 - 1e-15 is already z = 17.6).
 _R_MAX = 1.0 - 1e-15
@@ -52,72 +51,43 @@ def _central(m: FloatArray, p: int, q: int) -> FloatArray:
     return total
 
 
-def _r_and_se_z(m: FloatArray, n: int) -> tuple[FloatArray, FloatArray]:
-    """Pearson r and the delta-method standard error of atanh(r), from raw moments (any leading shape)."""
+def _r_of(m: FloatArray) -> FloatArray:
+    """Pearson r from raw moments ``m[..., _COL[(i, j)]]`` (any leading shape; NaN where a side is constant)."""
     with np.errstate(all="ignore"):
         v20, v02, v11 = _central(m, 2, 0), _central(m, 0, 2), _central(m, 1, 1)
-        r = np.clip(v11 / np.sqrt(v20 * v02), -_R_MAX, _R_MAX)
-        m22 = _central(m, 2, 2) / (v20 * v02)
-        m31 = _central(m, 3, 1) / (v20**1.5 * np.sqrt(v02))
-        m13 = _central(m, 1, 3) / (np.sqrt(v20) * v02**1.5)
-        m40, m04 = _central(m, 4, 0) / v20**2, _central(m, 0, 4) / v02**2
-        # Variance of r's influence function x_s y_s - r/2 (x_s^2 + y_s^2) (standardised x_s, y_s).
-        var = m22 - r * (m31 + m13) + r * r / 4.0 * (m40 + m04 + 2.0 * m22)
-        se_z = np.sqrt(np.maximum(var, 0.0) / n) / (1.0 - r * r)
-    return r, se_z
-
-
-def studentized_r(
-    x: FloatArray, y: FloatArray, counts: Iterable[FloatArray]
-) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """(r, se of atanh r, sorted t*) per dataset: ``x``, ``y`` are ``(D, n)``, ``counts`` chunks of ``(b, n)``.
-
-    ``t*`` has ``B`` entries per dataset, NaN (sorted last) where a resample is degenerate (a constant side,
-    or all its points on a line).
-    """
-    n = x.shape[-1]
-    with np.errstate(all="ignore"):
-        xs = (x - x.mean(-1, keepdims=True)) / x.std(-1, keepdims=True)
-        ys = (y - y.mean(-1, keepdims=True)) / y.std(-1, keepdims=True)
-    powers = np.stack([xs**i * ys**j for i, j in _ORDERS], axis=-1)  # (D, n, K)
-    r, se = _r_and_se_z(powers.mean(-2), n)
-    d, k = powers.shape[0], powers.shape[-1]
-    flat = powers.transpose(1, 0, 2).reshape(n, d * k)
-    ts = []
-    for c in counts:
-        # One matrix product: (b, n) @ (n, D*K), the resamples' raw moments of every dataset.
-        r_b, se_b = _r_and_se_z((c @ flat).reshape(-1, d, k).transpose(1, 0, 2) / n, n)
-        with np.errstate(all="ignore"):
-            t_b = (np.arctanh(r_b) - np.arctanh(r)[:, None]) / se_b
-        t_b[np.abs(r_b) > 1.0 - 1e-12] = np.nan  # a resample on a line (e.g. two distinct points)
-        ts.append(t_b)
-    t = np.concatenate(ts, axis=-1)
-    t[~np.isfinite(t)] = np.nan
-    return r, se, np.sort(t, axis=-1)
+        return cast(FloatArray, np.clip(v11 / np.sqrt(v20 * v02), -1.0, 1.0))
 
 
 def bootstrap_r(x: FloatArray, y: FloatArray, counts: Iterable[FloatArray]) -> FloatArray:
-    """The sorted resampled r of one dataset (NaN, sorted last, where a resample is degenerate)."""
-    n = x.size
+    """The sorted resampled r per dataset: ``x``, ``y`` are ``(D, n)`` (or ``(n,)``), ``counts`` chunks of
+    ``(b, n)``; NaN (sorted last) where a resample is degenerate (a constant side)."""
+    x2, y2 = np.atleast_2d(x), np.atleast_2d(y)
+    n = x2.shape[-1]
     with np.errstate(all="ignore"):
-        xs, ys = (x - x.mean()) / x.std(), (y - y.mean()) / y.std()
-    powers = np.stack([xs**i * ys**j for i, j in _ORDERS], axis=-1)  # (n, K)
-    r = np.concatenate([_r_and_se_z(c @ powers / n, n)[0] for c in counts])
+        xs = (x2 - x2.mean(-1, keepdims=True)) / x2.std(-1, keepdims=True)
+        ys = (y2 - y2.mean(-1, keepdims=True)) / y2.std(-1, keepdims=True)
+    powers = np.stack([xs**i * ys**j for i, j in _ORDERS], axis=-1)  # (D, n, K)
+    d, k = powers.shape[0], powers.shape[-1]
+    flat = powers.transpose(1, 0, 2).reshape(n, d * k)
+    # One matrix product per chunk: (b, n) @ (n, D*K), the resamples' raw moments of every dataset.
+    r = np.concatenate([_r_of((c @ flat).reshape(-1, d, k).transpose(1, 0, 2) / n) for c in counts], axis=-1)
     r[~np.isfinite(r)] = np.nan
-    return np.sort(r)
+    out = np.sort(r, axis=-1)
+    return out if x.ndim > 1 else out[0]
 
 
-def t_interval(r: float, se_z: float, t_sorted: FloatArray, confidence: float) -> tuple[float, float] | None:
-    """The studentized interval of r, or None when fewer than half the resamples are usable."""
-    t = t_sorted[np.isfinite(t_sorted)]
-    if not math.isfinite(se_z) or t.size < max(2, t_sorted.size // 2):
+def percentile_interval(r: float, n: int, r_sorted: FloatArray, confidence: float) -> tuple[float, float] | None:
+    """The expanded percentile interval of ``r`` from ``n`` points (None when fewer than half the resamples are
+    usable): the percentile interval's distances from ``atanh r`` on the Fisher-z scale, times
+    ``sqrt(n / (n - 3))`` (resamples of n points spread z like a variance of 1/n, samples like 1/(n - 3))."""
+    usable = r_sorted[np.isfinite(r_sorted)]
+    if usable.size < max(2, r_sorted.size // 2):
         return None
-    if se_z == 0.0:
-        return r, r
     alpha = (1.0 - confidence) / 2.0
-    q_lo, q_hi = np.quantile(t, [alpha, 1.0 - alpha])
+    z_lo, z_hi = np.arctanh(np.clip(np.quantile(usable, [alpha, 1.0 - alpha]), -_R_MAX, _R_MAX))
     z = math.atanh(max(-_R_MAX, min(_R_MAX, r)))
-    return math.tanh(z - q_hi * se_z), math.tanh(z - q_lo * se_z)
+    stretch = math.sqrt(n / (n - 3))
+    return math.tanh(z - (z - z_lo) * stretch), math.tanh(z + (z_hi - z) * stretch)
 
 
 def p_beyond(distribution: FloatArray, value: float, side: str) -> float:
@@ -132,6 +102,16 @@ def p_beyond(distribution: FloatArray, value: float, side: str) -> float:
     return max(1.0, float(hits)) / d.size
 
 
+def r_p_value(r: float, n: int, r_sorted: FloatArray, threshold: float, side: str) -> float:
+    """One-sided p-value of a claim on r (``side="lower"``: r >= threshold; ``"upper"``: r <= threshold),
+    inverting :func:`percentile_interval`: the threshold is taken back to the resamples' scale first."""
+    with np.errstate(all="ignore"):
+        z_thr = float(np.arctanh(np.clip(threshold, -1.0, 1.0)))  # +-inf at +-1: beyond every resample
+    z = math.atanh(max(-_R_MAX, min(_R_MAX, r)))
+    back = math.tanh(z - (z - z_thr) / math.sqrt(n / (n - 3)))
+    return p_beyond(r_sorted, back, "below" if side == "lower" else "above")
+
+
 def t_p_value(estimate: float, se: float, t_sorted: FloatArray, threshold: float, side: str) -> float:
     """One-sided p-value of a studentized bootstrap interval's claim against ``threshold``, inverting it.
 
@@ -144,12 +124,3 @@ def t_p_value(estimate: float, se: float, t_sorted: FloatArray, threshold: float
         holds = estimate >= threshold if side == "lower" else estimate <= threshold
         return 1.0 / max(1, t_sorted.size) if holds else 1.0
     return p_beyond(t_sorted, (estimate - threshold) / se, "above" if side == "lower" else "below")
-
-
-def r_p_value(r: float, se_z: float, t_sorted: FloatArray, threshold: float, side: str) -> float:
-    """:func:`t_p_value` of a claim on r, on the Fisher-z scale of :func:`t_interval`."""
-    if abs(threshold) >= 1.0:  # every r is >= -1 and <= 1; none is beyond
-        always = threshold <= -1.0 if side == "lower" else threshold >= 1.0
-        return 1.0 / max(1, t_sorted.size) if always else 1.0
-    z = math.atanh(max(-_R_MAX, min(_R_MAX, r)))
-    return t_p_value(z, se_z, t_sorted, math.atanh(threshold), side)

@@ -10,20 +10,13 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, TypeAlias, cast
+from typing import Any, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
 from scipy import stats as _sps
 
-from pytest_neuronprobe.analyses.intervals import (
-    bootstrap_r,
-    p_beyond,
-    r_p_value,
-    resample_counts,
-    studentized_r,
-    t_interval,
-)
+from pytest_neuronprobe.analyses.intervals import bootstrap_r, percentile_interval, r_p_value, resample_counts
 from pytest_neuronprobe.core.formatting import format_interval
 
 FloatArray: TypeAlias = npt.NDArray[np.float64]
@@ -174,10 +167,8 @@ class Correlation:
     ci_high: Number
     reason: str | None = None
     label: str = ""
-    #: The bootstrap behind the interval: the se of atanh(r) and the sorted t* (NaN: degenerate); below
-    #: MIN_STUDENTIZED_POINTS points, the sorted resampled r of the percentile interval (se_z NaN).
-    se_z: float = field(default=math.nan, repr=False, compare=False)
-    t_star: FloatArray = field(default_factory=lambda: np.empty(0), repr=False, compare=False)
+    #: The bootstrap behind the interval: the sorted resampled r (NaN, last: degenerate resamples).
+    bootstrap: FloatArray = field(default_factory=lambda: np.empty(0), repr=False, compare=False)
 
     def __post_init__(self) -> None:
         why = self.reason or "undefined"
@@ -200,11 +191,9 @@ class Correlation:
     def p_beyond(self, threshold: float, side: str) -> float:
         """One-sided bootstrap p-value of ``r >= threshold`` (``side="lower"``) or ``r <= threshold``
         (``"upper"``): the level at which the interval's bound would just reach ``threshold``; 1 if undefined."""
-        if not isinstance(self.r, float) or self.t_star.size == 0:
+        if not isinstance(self.r, float) or self.bootstrap.size == 0:
             return 1.0
-        if self.n < MIN_STUDENTIZED_POINTS:  # t_star holds the resampled r of the percentile interval
-            return p_beyond(self.t_star, threshold, "below" if side == "lower" else "above")
-        return r_p_value(self.r, self.se_z, self.t_star, threshold, side)
+        return r_p_value(self.r, self.n, self.bootstrap, threshold, side)
 
     def as_dict(self) -> dict[str, Any]:
         """SPEC §5 entry: undefined numbers are ``None``; ``reason`` only when undefined."""
@@ -231,54 +220,26 @@ class Correlation:
         return f"Correlation({head}r={self.r:.3f}, ci={ci_txt}, n={self.n})"
 
 
-def _pearson_last_axis(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
-    """Vectorised Pearson r along ``axis`` (NaN where a resample is constant)."""
-    xm = x - x.mean(axis=axis, keepdims=True)
-    ym = y - y.mean(axis=axis, keepdims=True)
-    sxy = (xm * ym).sum(axis=axis)
-    sxx = (xm * xm).sum(axis=axis)
-    syy = (ym * ym).sum(axis=axis)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        r = sxy / np.sqrt(sxx * syy)
-    return cast(FloatArray, np.clip(r, -1.0, 1.0))
-
-
 #: Below this many points the interval of r is undefined (most resamples of 5 points are degenerate).
 MIN_INTERVAL_POINTS = 6
-#: Below this many points the interval of r is the percentile interval: with so few points, resamples of a few
-#: distinct points have near-zero standard errors and make the studentized interval absurdly wide.
-MIN_STUDENTIZED_POINTS = 20
 
 
 def _bootstrap_r_ci(
-    xa: np.ndarray, ya: np.ndarray, n_resamples: int, seed: int | None, confidence: float
-) -> tuple[Number, Number, float, FloatArray]:
-    """The studentized Fisher-z interval of r (:mod:`intervals`), the se of atanh r and the sorted t*."""
+    r: float, xa: np.ndarray, ya: np.ndarray, n_resamples: int, seed: int | None, confidence: float
+) -> tuple[Number, Number, FloatArray]:
+    """The expanded percentile interval of r (:mod:`intervals`) and the sorted resampled r behind it."""
     if n_resamples == 0:
         off = Undefined("bootstrap disabled")
-        return off, off, math.nan, np.empty(0)
+        return off, off, np.empty(0)
     if xa.size < MIN_INTERVAL_POINTS:
         few = Undefined(f"bootstrap interval undefined: fewer than {MIN_INTERVAL_POINTS} points")
-        return few, few, math.nan, np.empty(0)
-    counts = resample_counts(xa.size, n_resamples, seed)
-    _, se, t_sorted = studentized_r(xa[None, :], ya[None, :], counts)
-    r = float(_pearson_last_axis(xa, ya))
-    if xa.size < MIN_STUDENTIZED_POINTS:  # fourth moments too unstable: the percentile interval of r
-        r_star = bootstrap_r(xa, ya, resample_counts(xa.size, n_resamples, seed))
-        usable = r_star[np.isfinite(r_star)]
-        if usable.size < max(2, n_resamples // 2):
-            why = Undefined("bootstrap interval undefined (degenerate resamples)")
-            return why, why, math.nan, r_star
-        alpha = (1.0 - confidence) / 2.0
-        lo, hi = np.quantile(usable, [alpha, 1.0 - alpha])
-        return float(lo), float(hi), math.nan, r_star
-    if abs(r) > 1.0 - 1e-12:  # the points lie on a line (up to rounding): so does every resample
-        return r, r, 0.0, t_sorted[0]
-    iv = t_interval(r, float(se[0]), t_sorted[0], confidence)
+        return few, few, np.empty(0)
+    r_star = bootstrap_r(xa, ya, resample_counts(xa.size, n_resamples, seed))
+    iv = percentile_interval(r, xa.size, r_star, confidence)
     if iv is None:
         why = Undefined("bootstrap interval undefined (degenerate resamples)")
-        return why, why, math.nan, t_sorted[0]
-    return iv[0], iv[1], float(se[0]), t_sorted[0]
+        return why, why, r_star
+    return iv[0], iv[1], r_star
 
 
 def correlate(
@@ -294,7 +255,7 @@ def correlate(
 ) -> Correlation:
     """Pearson ``r`` (two-sided p), ``r²``, Spearman rho and a seeded bootstrap interval of ``r``.
 
-    The interval is the studentized bootstrap on the Fisher-z scale over paired resamples
+    The interval is the expanded percentile interval of r over paired resamples
     (:mod:`pytest_neuronprobe.analyses.intervals`). ``n_resamples=0`` disables it. Fewer than 3 points,
     a constant input or a non-finite value make the whole correlation undefined (with the reason).
     """
@@ -326,7 +287,7 @@ def correlate(
     if not math.isfinite(r):
         return undefined("correlation is not a number (near-constant input)")
 
-    ci_low, ci_high, se_z, t_sorted = _bootstrap_r_ci(xa, ya, n_resamples, seed, confidence)
+    ci_low, ci_high, r_star = _bootstrap_r_ci(r, xa, ya, n_resamples, seed, confidence)
     return Correlation(
         r=r,
         r_squared=r * r,
@@ -336,8 +297,7 @@ def correlate(
         ci_low=ci_low,
         ci_high=ci_high,
         label=label,
-        se_z=se_z,
-        t_star=t_sorted,
+        bootstrap=r_star,
     )
 
 

@@ -96,5 +96,5 @@ def judge_in_family(item: ClaimItem, verdict: Verdict, state: NeuronSession) -> 
 def _resamples(item: ClaimItem, state: NeuronSession) -> int:
     """How many bootstrap resamples are behind the claim's interval (0 when unknown)."""
     result = _bootstrapped(item, state)
-    size = getattr(result, "t_star", getattr(result, "bootstrap", None))
+    size = getattr(result, "bootstrap", None)
     return int(size.size) if size is not None else 0
