@@ -1,7 +1,8 @@
 """Analysis speed, measured side by side in one run (issue: projection and patching analyses).
 
 Builds (once, cached under .neuronprobe/bench/) a GPT-2-small-shaped local model (12 layers, d_model 768,
-random weights: speed does not depend on training) and a 500-text run, then times on one thread:
+random weights: speed does not depend on training) and a 500-text run (texts of 10-24 tokens; `--tokens`
+sets another range), then times on one thread (the fastest of 3 runs for the floor, of 2 for the sweep):
 
 - floor: one batched forward collecting the projection hooks;
 - full:  the default projection analysis (1000 bootstrap resamples, 200 null directions) + the default
@@ -15,7 +16,8 @@ random weights: speed does not depend on training) and a 500-text run, then time
          batched full forward over all texts per ablated neuron, timed on a few neurons and extrapolated);
          its peak extra memory: VmHWM (reset after loading) - VmRSS before, in a fresh subprocess.
 
-Usage: python benchmarks/bench_analyses.py [--texts 500] [--seed-texts 12] [--threads 1] [--attribution-only]
+Usage: python benchmarks/bench_analyses.py [--texts 500] [--tokens 10-24] [--seed-texts 12] [--threads 1]
+       [--attribution-only]
 """
 
 from __future__ import annotations
@@ -77,18 +79,26 @@ def gpt2_small(path: Path) -> Path:
     return path
 
 
-def texts_10_to_24_tokens(tokenizer, n: int) -> list[str]:
-    out = []
-    for text in generate_corpus(20 * n, seed=1):
-        if 10 <= len(tokenizer(text)["input_ids"]) <= 24:
-            out.append(text)
+def texts_of_tokens(tokenizer, n: int, lo: int = 10, hi: int = 24) -> list[str]:
+    """`n` generated texts of `lo`..`hi` tokens (longer ones join generated sentences)."""
+    out, pieces = [], []
+    for text in generate_corpus(200 * n, seed=1):
+        pieces.append(text)
+        joined = " ".join(pieces)
+        length = len(tokenizer(joined)["input_ids"])
+        if length > hi:
+            pieces = []
+        elif length >= lo:
+            out.append(joined)
+            pieces = []
             if len(out) == n:
                 return out
-    raise SystemExit("not enough texts of 10-24 tokens")
+    raise SystemExit(f"not enough texts of {lo}-{hi} tokens")
 
 
-def make_run(model_dir: Path, n: int) -> Path:
-    run = CACHE / f"run{n}-neuron_l{LAYER}_n{NEURON}"
+def make_run(model_dir: Path, n: int, tokens: tuple[int, int] = (10, 24)) -> Path:
+    length = "" if tokens == (10, 24) else f"-t{tokens[0]}-{tokens[1]}"
+    run = CACHE / f"run{n}{length}-neuron_l{LAYER}_n{NEURON}"
     if (run / "datasets").is_dir():
         return run
     from safetensors.torch import save_file
@@ -96,7 +106,7 @@ def make_run(model_dir: Path, n: int) -> Path:
     from pytest_neuronprobe.core.tokens import encode, positions
 
     model = load_model(str(model_dir), "compat", "cpu")
-    texts = texts_10_to_24_tokens(model.tokenizer, n)
+    texts = texts_of_tokens(model.tokenizer, n, *tokens)
     toks = encode(model, texts, prepend_bos=False)
     acts = collect(model, toks, positions(toks, "last"), [f"blocks.{LAYER}.mlp.hook_post"])
     tmp = run.with_name(run.name + ".tmp")
@@ -198,7 +208,7 @@ from bench_analyses import CACHE, gpt2_small, make_run
 from pytest_neuronprobe.analyses.attribution import analyze_attribution
 from pytest_neuronprobe.core.probe import open_probe
 from pytest_neuronprobe.core.runs import load_run
-probe = open_probe(load_run(make_run(gpt2_small(CACHE / "gpt2-small-shaped"), {n})), "cpu")
+probe = open_probe(load_run(make_run(gpt2_small(CACHE / "gpt2-small-shaped"), {n}, {tokens})), "cpu")
 probe.read(probe.run.analysed()["text"].tolist()[:8], [probe.neuron_hook])
 def status(field):
     return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith(field + ":"))
@@ -209,10 +219,10 @@ print(json.dumps({{"extra_mib": (status("VmHWM") - before) / 1024, "rss_before_m
 """
 
 
-def attribution_memory(n: int, threads: int) -> dict:
+def attribution_memory(n: int, tokens: tuple[int, int], threads: int) -> dict:
     import subprocess
 
-    code = MEMORY.format(root=str(ROOT), bench=str(ROOT / "benchmarks"), threads=threads, n=n)
+    code = MEMORY.format(root=str(ROOT), bench=str(ROOT / "benchmarks"), threads=threads, n=n, tokens=tokens)
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     if proc.returncode != 0:
         log(proc.stderr[-3000:])
@@ -220,13 +230,13 @@ def attribution_memory(n: int, threads: int) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def bench_attribution(probe, texts: list[str], floor: float, threads: int) -> None:
+def bench_attribution(probe, texts: list[str], floor: float, tokens: tuple[int, int], threads: int) -> None:
     from pytest_neuronprobe.analyses.attribution import analyze_attribution
 
-    result, t_attr = timed(lambda: analyze_attribution(probe))
+    result, t_attr = timed(lambda: analyze_attribution(probe), 2)
     per_unit = naive_attribution(probe, texts, 3)
     naive = per_unit * result.n_units + floor
-    memory = attribution_memory(len(texts), threads)
+    memory = attribution_memory(len(texts), tokens, threads)
     print(
         f"attribution sweep ({result.n_units} units, {len(result.verified)} verified): "
         f"{t_attr:8.2f} s   = {t_attr / floor:.2f} x floor"
@@ -242,10 +252,14 @@ def bench_attribution(probe, texts: list[str], floor: float, threads: int) -> No
     print(f"sanity: {result!r}")
 
 
-def timed(fn):
-    start = time.perf_counter()
-    out = fn()
-    return out, time.perf_counter() - start
+def timed(fn, repeats: int = 1):
+    """(the result, the fastest of `repeats` wall-clock times): noise on a shared machine only adds time."""
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - start)
+    return out, best
 
 
 def main() -> None:
@@ -253,11 +267,13 @@ def main() -> None:
     parser.add_argument("--texts", type=int, default=500)
     parser.add_argument("--seed-texts", type=int, default=12, help="subsample for the seed-method timing")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--tokens", default="10-24", help="text length range in tokens (default 10-24)")
     parser.add_argument("--attribution-only", action="store_true", help="the floor and the attribution sweep only")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model_dir = gpt2_small(CACHE / "gpt2-small-shaped")
-    run = load_run(make_run(model_dir, args.texts))
+    tokens = tuple(int(t) for t in args.tokens.split("-"))
+    run = load_run(make_run(model_dir, args.texts, tokens))
     probe = open_probe(run, "cpu")
     texts = run.analysed()["text"].tolist()
     hooks = [
@@ -269,10 +285,13 @@ def main() -> None:
     ]
     probe.read(texts[:8], hooks)  # warm-up
     log(f"{len(texts)} texts, {args.threads} thread(s); timing …")
-    _, floor = timed(lambda: probe.read(texts, hooks))
+    _, floor = timed(lambda: probe.read(texts, hooks), 3)
     if args.attribution_only:
-        print(f"texts: {len(texts)}, threads: {args.threads}; floor (one batched forward): {floor:8.2f} s")
-        bench_attribution(probe, texts, floor, args.threads)
+        print(
+            f"texts: {len(texts)} of {args.tokens} tokens, threads: {args.threads}; "
+            f"floor (one batched forward): {floor:8.2f} s"
+        )
+        bench_attribution(probe, texts, floor, tokens, args.threads)
         return
     _, t_proj = timed(lambda: analyze_projection(probe))
     _, t_patch = timed(lambda: analyze_patching(probe))
@@ -295,7 +314,7 @@ def main() -> None:
         f"sanity: head r={projection.head.r:.3f}, patching slope={patching.slope:.4f}, "
         f"live check: {projection.self_check.message}"
     )
-    bench_attribution(probe, texts, floor, args.threads)
+    bench_attribution(probe, texts, floor, tokens, args.threads)
 
 
 if __name__ == "__main__":

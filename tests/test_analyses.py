@@ -500,7 +500,7 @@ def test_kv_cache_that_is_not_honoured_falls_back_to_full_passes(case, texts, mo
     probe = open_probe(load_run(case["root"]), "cpu")
     options = dict(factors=(0.0, 1.0, 2.0), texts=texts[:6], n_resamples=0)
     full = analyze_patching(probe, PatchingOptions(method="full", **options))
-    monkeypatch.setattr(patching, "_repeat_cache", lambda cache, F, first: DynamicCache())
+    monkeypatch.setattr(patching, "_fork_cache", lambda cache: DynamicCache())
     monkeypatch.setattr(patching, "_CACHE_WARNED", [])
     with pytest.warns(RuntimeWarning, match="does not honour the cache"):
         cached = analyze_patching(probe, PatchingOptions(**options))

@@ -8,7 +8,7 @@ mean, or to zero). Two passes over the texts:
 1. estimates for all units: a clean pass fills a KV cache; one single-token pass with gradients re-runs only
    the read position (attribution patching: gradient x (ablated - clean));
 2. exact effects of the top-k units by |estimate| plus the target, by patching's single-token machinery
-   (`patching.single_token_pass`), one pass per layer for all of that layer's verified units at once.
+   (`patching.single_token_pass`): one pass per batch for all verified units at once, one query slot each.
 """
 
 from __future__ import annotations
@@ -265,7 +265,7 @@ def _capture(got: dict[str, torch.Tensor]) -> PatchFn:
     return patch
 
 
-# long: one batch loop: the clean pass, one single-token pass per layer, its fallback and the direct path
+# long: one batch loop: the clean pass, the single-token pass, its fallback and the direct path
 def _exact(
     probe: Probe,
     toks: list[list[int]],
@@ -280,15 +280,12 @@ def _exact(
     from transformers import DynamicCache
 
     model, feature, T = probe.model, probe.feature_hook, len(toks)
-    groups: dict[Site, list[tuple[int, int]]] = {}  # site -> [(column, unit index)]
-    for col, flat in enumerate(chosen):
-        site, index = _locate(sites, flat)
-        groups.setdefault(site, []).append((col, index))
-    writes = {site: [write_of(model, feature, site.hook, i) for _, i in units] for site, units in groups.items()}
+    located = [_locate(sites, flat) for flat in chosen]  # slot f ablates unit located[f]
+    first = min(site.layer for site, _ in located)
+    writes = [write_of(model, feature, site.hook, i) for site, i in located]
     delta, direct = np.empty((T, len(chosen))), np.empty((T, len(chosen)))
-    read = list(
-        dict.fromkeys([feature, *(s.hook for s in groups), *(f"blocks.{s.layer}.hook_resid_pre" for s in groups)])
-    )
+    resume = f"blocks.{first}.hook_resid_pre"
+    read = list(dict.fromkeys([feature, *(site.hook for site, _ in located), resume]))
     done = 0
     for batch in batches(toks, pos, batch_size=batch_size, pad_id=model.pad_id, device=model.device):
         rows, B = batch.rows, len(batch.rows)
@@ -296,18 +293,12 @@ def _exact(
             cache = DynamicCache()
             clean = run_batch(model, batch, read, past_key_values=cache, use_cache=True)
             x0 = clean[feature].float()
-            pred0 = probe.head.predict(x0)
-            for site, units in groups.items():
-                cols = [c for c, _ in units]
-                pred = _ablated(probe, batch, cache, clean, site, [i for _, i in units], means[site.hook])
-                delta[np.ix_(rows, np.array(cols))] = (
-                    (pred.reshape(len(units), B).T - pred0[:, None]).double().cpu().numpy()
-                )
+            pred = _ablated(probe, batch, cache, clean, located, means, first)
+            delta[rows] = (pred.reshape(len(chosen), B).T - probe.head.predict(x0)[:, None]).double().cpu().numpy()
         grad = _feature_gradient(probe, x0)
-        for site, units in groups.items():
-            change = means[site.hook][[i for _, i in units]][None] - _values(clean, site)[:, [i for _, i in units]]
-            for j, (col, _) in enumerate(units):
-                direct[rows, col] = _direct(writes[site][j], change[:, j], grad)
+        for col, (site, index) in enumerate(located):
+            change = means[site.hook][index][None] - _values(clean, site)[:, index]
+            direct[rows, col] = _direct(writes[col], change, grad)
         done += B
         if progress:
             progress(done, T)
@@ -319,37 +310,52 @@ def _ablated(
     batch: Batch,
     cache: object,
     clean: dict[str, torch.Tensor],
-    site: Site,
-    units: Sequence[int],
-    mean: torch.Tensor,
+    located: Sequence[tuple[Site, int]],
+    means: dict[str, torch.Tensor],
+    first: int,
 ) -> torch.Tensor:
-    """The head's prediction with each of `units` ablated in turn (rows factor-major: unit f, row b at f*B+b)."""
-    model, B, F = probe.model, len(batch.rows), len(units)
-    idx = torch.tensor(list(units), device=model.device).repeat_interleave(B)
-    value = mean[idx]  # [F*B, width]
-    before: list[torch.Tensor] = []
-
-    def patch(act: torch.Tensor, rows: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-        act = act.clone()
-        here = act[rows, pos].reshape(len(rows), site.n_units, site.width)
-        before[:] = [here[torch.arange(len(rows)), idx].float().clone()]
-        here[torch.arange(len(rows)), idx] = value.to(act.dtype)
-        act[rows, pos] = here.reshape(act[rows, pos].shape)
-        return act
-
-    resume = clean[f"blocks.{site.layer}.hook_resid_pre"]
-    out = single_token_pass(model, batch, cache, F, [probe.feature_hook], (site.hook, patch), site.layer, resume)  # type: ignore[arg-type]
-    expected = _values(clean, site)[:, list(units)].permute(1, 0, 2).reshape(F * B, site.width)
-    if not (before and agrees(before[0], expected)):
-        warn_cache_ignored(float((before[0] - expected).abs().max()) if before else float("nan"))
+    """The head's prediction with each unit of `located` ablated in turn, all in one pass (slot-major rows:
+    unit f, text b at f*B + b); every slot starts from block `first` and is patched at its own unit's hook."""
+    model, B, F = probe.model, len(batch.rows), len(located)
+    before: dict[str, torch.Tensor] = {}
+    patches: list[tuple[str, PatchFn]] = []
+    expected: dict[str, torch.Tensor] = {}
+    for site in dict.fromkeys(s for s, _ in located):
+        slots = [f for f, (s, _) in enumerate(located) if s == site]
+        units = torch.tensor([located[f][1] for f in slots], device=model.device)
+        at = (torch.tensor(slots, device=model.device)[:, None] * B + torch.arange(B, device=model.device)).ravel()
+        expected[site.hook] = _values(clean, site)[:, units].permute(1, 0, 2).reshape(-1, site.width)
+        patches.append((site.hook, _set_units(site, at, units.repeat_interleave(B), means[site.hook], before)))
+    resume = clean[f"blocks.{first}.hook_resid_pre"]
+    out = single_token_pass(model, batch, cache, F, [probe.feature_hook], patches, first, resume)  # type: ignore[arg-type]
+    seen = [agrees(before[h], e) if h in before else False for h, e in expected.items()]
+    if not all(seen):
+        gap = max(float((before[h] - e).abs().max()) if h in before else float("nan") for h, e in expected.items())
+        warn_cache_ignored(gap)
         big = Batch(
             rows=np.tile(batch.rows, F),
             input_ids=batch.input_ids.repeat(F, 1),
             attention_mask=batch.attention_mask.repeat(F, 1),
             pos=batch.pos.repeat(F),
         )
-        out = run_batch(model, big, [probe.feature_hook], (site.hook, patch))
+        out = run_batch(model, big, [probe.feature_hook], patches)
     return probe.head.predict(out[probe.feature_hook].float())
+
+
+def _set_units(
+    site: Site, at: torch.Tensor, units: torch.Tensor, mean: torch.Tensor, before: dict[str, torch.Tensor]
+) -> PatchFn:
+    """Set unit `units[i]` of row `at[i]` to its ablation value (`before[hook]`: the values it replaced)."""
+
+    def patch(act: torch.Tensor, rows: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        act = act.clone()
+        here = act[rows, pos].reshape(len(rows), site.n_units, site.width)
+        before[site.hook] = here[at, units].float().clone()
+        here[at, units] = mean[units].to(act.dtype)
+        act[rows, pos] = here.reshape(act[rows, pos].shape)
+        return act
+
+    return patch
 
 
 def _feature_gradient(probe: Probe, x: torch.Tensor) -> torch.Tensor:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -227,53 +227,34 @@ def single_token_pass(
     """Re-run only each text's read position, for all factors at once, attending to the cached keys before it.
 
     A patch at position p cannot change anything before p (causal attention), so the cached keys/values of
-    positions < p are exact; only position p is recomputed, with its true position id. Blocks below the
-    neuron's are identical to the clean pass: they are skipped and the clean residual is injected instead.
+    positions < p are exact; only position p is recomputed, with its true position id. Each text's F copies
+    are F query slots of one row, which attend to the row's cached keys before p and to their own key only
+    (a 4-D mask), so the cache is shared, never copied F times; hooks see the copies as rows, factor-major.
+    Blocks below the neuron's are identical to the clean pass: they are skipped and the clean residual is
+    injected instead.
     """
     B, width = batch.input_ids.shape
     dev = batch.input_ids.device
-    ids = batch.input_ids[torch.arange(B, device=dev), batch.pos].repeat(F)[:, None]
-    before = (torch.arange(width, device=dev)[None, :] < batch.pos[:, None]).long()
-    mask = torch.cat([before, torch.ones((B, 1), dtype=torch.long, device=dev)], dim=1).repeat(F, 1)
+    ids = batch.input_ids[torch.arange(B, device=dev), batch.pos][:, None].expand(B, F)
+    before = torch.arange(width, device=dev)[None, :] < batch.pos[:, None]  # [B, width]
+    own = torch.eye(F, dtype=torch.bool, device=dev)  # slot f sees its own new key only
+    mask = torch.cat([before[:, None, :].expand(B, F, width), own[None].expand(B, F, F)], dim=2)[:, None]
     zero = torch.zeros(B * F, dtype=torch.long, device=dev)
-    position_ids = batch.pos.repeat(F)[:, None]
+    kwargs: dict[str, Any] = dict(
+        past_key_values=_fork_cache(cache), use_cache=True, position_ids=batch.pos[:, None].expand(B, F)
+    )
     if start_block and resume is not None:
         with blocks_from(model, start_block) as sliced:
             if sliced:
-                return forward_read(
-                    model,
-                    ids,
-                    mask,
-                    zero,
-                    read,
-                    patch,
-                    inject=(f"blocks.{start_block}.hook_resid_pre", resume.repeat(F, 1)),
-                    past_key_values=_repeat_cache(cache, F, start_block),
-                    use_cache=True,
-                    position_ids=position_ids,
-                )
-    return forward_read(
-        model,
-        ids,
-        mask,
-        zero,
-        read,
-        patch,
-        past_key_values=_repeat_cache(cache, F, 0),
-        use_cache=True,
-        position_ids=position_ids,
-    )
+                inject = (f"blocks.{start_block}.hook_resid_pre", resume.repeat(F, 1))
+                return forward_read(model, ids, mask, zero, read, patch, inject=inject, slots=F, **kwargs)
+    return forward_read(model, ids, mask, zero, read, patch, slots=F, **kwargs)
 
 
-def _repeat_cache(cache: DynamicCache, F: int, first_layer: int) -> DynamicCache:
-    """A copy of the cache with the batch of layers `first_layer`.. repeated F times, factor-major."""
+def _fork_cache(cache: DynamicCache) -> DynamicCache:
+    """A copy of the cache that a pass can append to without changing the original (tensors are shared)."""
     import copy
 
-    big = copy.copy(cache)
-    big.layers = [copy.copy(layer) for layer in cache.layers]
-    for i, layer in enumerate(big.layers):
-        keys = getattr(layer, "keys", None)  # None before the first write, absent for linear-attention layers
-        if i >= first_layer and keys is not None and keys.numel():
-            layer.keys = keys.repeat(F, 1, 1, 1)  # type: ignore[union-attr]  # an attention layer: it has keys
-            layer.values = layer.values.repeat(F, 1, 1, 1)  # type: ignore[union-attr]
-    return big
+    fork = copy.copy(cache)
+    fork.layers = [copy.copy(layer) for layer in cache.layers]
+    return fork

@@ -270,6 +270,7 @@ def forward_read(
     patch: Patch | Sequence[Patch] | None = None,
     *,
     inject: tuple[str, torch.Tensor] | None = None,
+    slots: int = 1,
     **kwargs: Any,
 ) -> dict[str, torch.Tensor]:
     """One forward pass; returns each `read` hook's value at each row's `pos`, `[rows, d]`.
@@ -277,16 +278,25 @@ def forward_read(
     `inject` = (hook name, `[rows, d]`) overwrites that hook's value at `pos` first; `patch` = (hook name,
     fn(value, rows, pos) -> value), or a list of them (applied in order), then edits a hook's value before it
     is read. Stops after the deepest hook involved. `kwargs` go to the bridge (e.g. a KV cache).
+    `slots` > 1: `ids` is `[B, slots]`, and every hook, patch and read sees its positions as `slots * B` rows
+    of one position, slot-major (slot f of row b at f*B + b), `pos` all zero.
     """
     out: dict[str, torch.Tensor] = {}
-    rows = torch.arange(len(ids), device=ids.device)
-    one = patch is not None and isinstance(patch[0], str)
+    rows = torch.arange(len(pos), device=ids.device)
+    one = bool(patch) and isinstance(patch[0], str)  # type: ignore[index]
     patches: list[Patch] = [cast(Patch, patch)] if one else list(cast(Sequence[Patch], patch or []))
     edited = [h for h in (inject[0] if inject else None, *(p[0] for p in patches)) if h]
     stop = stop_hook_for([*read, *edited])
 
     def make(name: str) -> Callable[[torch.Tensor, object], torch.Tensor]:
         def hook(value: torch.Tensor, hook: object) -> torch.Tensor:
+            if slots > 1:  # [B, slots, ...] -> [slots * B, 1, ...] and back
+                rest = value.shape[2:]
+                flat = edit(value.transpose(0, 1).reshape(-1, 1, *rest))
+                return flat.reshape(slots, -1, *rest).transpose(0, 1).contiguous()
+            return edit(value)
+
+        def edit(value: torch.Tensor) -> torch.Tensor:
             if inject is not None and name == inject[0]:
                 value = value.clone()
                 value[rows, pos] = inject[1].to(value.dtype)

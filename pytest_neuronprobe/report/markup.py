@@ -44,6 +44,7 @@ td.num { text-align:right; font-variant-numeric:tabular-nums; white-space:nowrap
 table.kv th { min-width:180px; }
 .undef, .absent, .muted { color:var(--muted); }
 .undef, .absent { font-style:italic; }
+td.num .undef { white-space:normal; display:inline-block; max-width:22em; text-align:left; }
 .badge { display:inline-block; min-width:58px; text-align:center; padding:0 7px; border-radius:10px;
          color:#fff; font-size:11px; font-weight:600; text-transform:uppercase; letter-spacing:.03em; }
 .passed { --c:var(--pass); } .failed { --c:var(--fail); } .error { --c:var(--err); }
