@@ -15,6 +15,7 @@ from pytest_neuronprobe.analyses.attribution import analyze_attribution, unit_si
 from pytest_neuronprobe.analyses.options import AttributionOptions, PatchingOptions
 from pytest_neuronprobe.analyses.patching import analyze_patching
 from pytest_neuronprobe.core.errors import OptionError
+from pytest_neuronprobe.core.models import batches
 from pytest_neuronprobe.core.probe import Probe, open_probe
 from pytest_neuronprobe.core.runs import load_run
 from tests.conftest import TINY_LAYER
@@ -167,6 +168,27 @@ def test_holding_per_text_numbers_or_taking_the_means_first_gives_the_same_resul
     streamed = analyze_attribution(probe, AttributionOptions(k=4, n_resamples=0))
     np.testing.assert_allclose(held.arrays["estimate"], streamed.arrays["estimate"], rtol=1e-6, atol=1e-9)
     assert held.top == streamed.top
+
+
+def test_batches_end_at_their_token_budget():
+    lengths = [10, 3, 3, 10, 3, 30]
+    toks = [[1] * n for n in lengths]
+    got = [
+        [lengths[i] for i in b.rows]
+        for b in batches(toks, np.zeros(6), batch_size=32, pad_id=0, device=torch.device("cpu"), max_tokens=20)
+    ]
+    assert got == [[3, 3, 3], [10, 10], [30]]  # 4 x 10 > 20; a text longer than the budget is a batch of one
+
+
+def test_a_small_token_budget_changes_no_number(reads_neuron_m, monkeypatch):
+    """Batches of a few texts (the budget long texts get) give the sweep of batches of 32, to float32 rounding."""
+    probe, _ = reads_neuron_m
+    whole = analyze_attribution(probe, AttributionOptions(k=4, n_resamples=0))
+    monkeypatch.setattr(attribution_module, "MAX_BATCH_TOKENS", 40)
+    small = analyze_attribution(probe, AttributionOptions(k=4, n_resamples=0))
+    np.testing.assert_allclose(small.arrays["estimate"], whole.arrays["estimate"], rtol=1e-5, atol=1e-7)
+    assert [u.unit for u in small.verified] == [u.unit for u in whole.verified]
+    np.testing.assert_allclose([u.effect for u in small.verified], [u.effect for u in whole.verified], atol=1e-6)
 
 
 def test_units_are_the_layers_the_feature_can_see(regression_run, tmp_path):

@@ -31,6 +31,9 @@ from pytest_neuronprobe.core.probe import Probe
 #: Above this many bytes of per-text gradients and activations, mean ablation first takes the means in a pass
 #: of its own (3 passes instead of 2) rather than holding texts x units numbers.
 HOLD_BYTES = 256 * 2**20
+#: A batch's KV cache and its slots grow with its tokens, not its texts: batches hold at most this many
+#: (padded) tokens, so long texts get fewer per batch (32 texts of 32 tokens).
+MAX_BATCH_TOKENS = 1024
 UNIT_RE = re.compile(r"^L(\d+)\.([NH])(\d+)$")
 
 
@@ -162,7 +165,8 @@ def _estimates(
     abs_sum, signed_sum = np.zeros(sites[-1].offset + sites[-1].n_units), np.zeros(0)
     signed_sum = np.zeros_like(abs_sum)
     done = 0
-    for batch in batches(toks, pos, batch_size=options.batch_size, pad_id=model.pad_id, device=model.device):
+    size, dev = options.batch_size, model.device
+    for batch in batches(toks, pos, batch_size=size, pad_id=model.pad_id, device=dev, max_tokens=MAX_BATCH_TOKENS):
         grads, acts = _gradients(probe, batch, sites)
         rows = torch.as_tensor(batch.rows)
         for s in sites:
@@ -200,7 +204,9 @@ def _means(
 ) -> dict[str, torch.Tensor]:
     """Each site's mean clean value at the read position over the texts (a pass of its own)."""
     sums = {s.hook: torch.zeros(s.n_units, s.width, dtype=torch.float64) for s in sites}
-    for _, values in stream(model, toks, pos, [s.hook for s in sites], batch_size=batch_size):
+    for _, values in stream(
+        model, toks, pos, [s.hook for s in sites], batch_size=batch_size, max_tokens=MAX_BATCH_TOKENS
+    ):
         for s in sites:
             sums[s.hook] += _values(values, s).double().sum(0).cpu()
     return {h: (v / len(toks)).float().to(model.device) for h, v in sums.items()}
@@ -287,7 +293,10 @@ def _exact(
     resume = f"blocks.{first}.hook_resid_pre"
     read = list(dict.fromkeys([feature, *(site.hook for site, _ in located), resume]))
     done = 0
-    for batch in batches(toks, pos, batch_size=batch_size, pad_id=model.pad_id, device=model.device):
+    dev = model.device
+    for batch in batches(
+        toks, pos, batch_size=batch_size, pad_id=model.pad_id, device=dev, max_tokens=MAX_BATCH_TOKENS
+    ):
         rows, B = batch.rows, len(batch.rows)
         with torch.inference_mode():
             cache = DynamicCache()

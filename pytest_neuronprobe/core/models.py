@@ -228,12 +228,27 @@ class Batch:
 
 
 def batches(
-    token_lists: Sequence[Sequence[int]], pos: np.ndarray, *, batch_size: int, pad_id: int, device: torch.device
+    token_lists: Sequence[Sequence[int]],
+    pos: np.ndarray,
+    *,
+    batch_size: int,
+    pad_id: int,
+    device: torch.device,
+    max_tokens: int | None = None,
 ) -> Iterator[Batch]:
-    """Batches sorted by length (stable), right padding, so no text sees padding before its own tokens."""
+    """Batches sorted by length (stable), right padding, so no text sees padding before its own tokens.
+
+    `max_tokens`: a batch also ends before its padded size (texts x its longest text) would pass it.
+    """
     order = np.argsort([len(t) for t in token_lists], kind="stable")
-    for start in range(0, len(order), batch_size):
-        rows = order[start : start + batch_size]
+    start = 0
+    while start < len(order):
+        end = start + 1
+        while end < len(order) and end - start < batch_size:
+            if max_tokens is not None and (end - start + 1) * len(token_lists[order[end]]) > max_tokens:
+                break
+            end += 1
+        rows, start = order[start:end], end
         width = max(len(token_lists[i]) for i in rows)
         ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)
@@ -352,6 +367,7 @@ def stream(
     batch_size: int = 32,
     patch: Patch | None = None,
     progress: Callable[[int, int], None] | None = None,
+    max_tokens: int | None = None,
 ) -> Iterator[tuple[npt.NDArray[np.intp], dict[str, torch.Tensor]]]:
     """Batched `run_batch` over all texts: (rows into the caller's text list, hook values `[rows, d]`) per batch.
 
@@ -359,7 +375,9 @@ def stream(
     `progress(texts done, texts in all)` is called after each batch has been consumed.
     """
     done = 0
-    for batch in batches(token_lists, pos, batch_size=batch_size, pad_id=model.pad_id, device=model.device):
+    for batch in batches(
+        token_lists, pos, batch_size=batch_size, pad_id=model.pad_id, device=model.device, max_tokens=max_tokens
+    ):
         with torch.inference_mode():  # not held across the yield: the consumer runs in its own grad mode
             values = run_batch(model, batch, read, patch)
         yield batch.rows, values
