@@ -161,13 +161,21 @@ def test_exact_effects_equal_full_forward_passes_one_unit_at_a_time(hidden_run):
         assert v.effect == pytest.approx(float(change.abs().mean()), abs=1e-5), v
 
 
-def test_holding_per_text_numbers_or_taking_the_means_first_gives_the_same_result(reads_neuron_m, monkeypatch):
+@pytest.mark.parametrize(
+    ("constant", "value"),
+    [
+        ("HOLD_BYTES", 0),  # take the means in a pass of their own instead of holding per-text numbers
+        ("MAX_BATCH_TOKENS", 40),  # batches of a few texts, as long texts get
+    ],
+)
+def test_how_the_sweep_is_batched_or_held_changes_no_number(reads_neuron_m, monkeypatch, constant, value):
     probe, _ = reads_neuron_m
-    held = analyze_attribution(probe, AttributionOptions(k=4, n_resamples=0))
-    monkeypatch.setattr(attribution_module, "HOLD_BYTES", 0)
-    streamed = analyze_attribution(probe, AttributionOptions(k=4, n_resamples=0))
-    np.testing.assert_allclose(held.arrays["estimate"], streamed.arrays["estimate"], rtol=1e-6, atol=1e-9)
-    assert held.top == streamed.top
+    default = analyze_attribution(probe, AttributionOptions(k=4, n_resamples=0))
+    monkeypatch.setattr(attribution_module, constant, value)
+    other = analyze_attribution(probe, AttributionOptions(k=4, n_resamples=0))
+    np.testing.assert_allclose(other.arrays["estimate"], default.arrays["estimate"], rtol=1e-5, atol=1e-7)
+    assert [u.unit for u in other.verified] == [u.unit for u in default.verified]
+    np.testing.assert_allclose([u.effect for u in other.verified], [u.effect for u in default.verified], atol=1e-6)
 
 
 def test_batches_end_at_their_token_budget():
@@ -178,17 +186,6 @@ def test_batches_end_at_their_token_budget():
         for b in batches(toks, np.zeros(6), batch_size=32, pad_id=0, device=torch.device("cpu"), max_tokens=20)
     ]
     assert got == [[3, 3, 3], [10, 10], [30]]  # 4 x 10 > 20; a text longer than the budget is a batch of one
-
-
-def test_a_small_token_budget_changes_no_number(reads_neuron_m, monkeypatch):
-    """Batches of a few texts (the budget long texts get) give the sweep of batches of 32, to float32 rounding."""
-    probe, _ = reads_neuron_m
-    whole = analyze_attribution(probe, AttributionOptions(k=4, n_resamples=0))
-    monkeypatch.setattr(attribution_module, "MAX_BATCH_TOKENS", 40)
-    small = analyze_attribution(probe, AttributionOptions(k=4, n_resamples=0))
-    np.testing.assert_allclose(small.arrays["estimate"], whole.arrays["estimate"], rtol=1e-5, atol=1e-7)
-    assert [u.unit for u in small.verified] == [u.unit for u in whole.verified]
-    np.testing.assert_allclose([u.effect for u in small.verified], [u.effect for u in whole.verified], atol=1e-6)
 
 
 def test_units_are_the_layers_the_feature_can_see(regression_run, tmp_path):
