@@ -692,6 +692,21 @@ def test_trend_orders_runs_by_training_date_with_the_history(tmp_path: Path) -> 
     assert len(re.findall(r'<svg class="trend"', document)) == 6  # every headline metric but null.random's (none)
 
 
+@pytest.mark.parametrize(
+    ("values", "bounds"),
+    [
+        ([0.9921, 0.9923, 0.9922], (0.988, 0.994)),  # close values: ticks 0.9886 / 0.991 / 0.9934
+        ([1.0, 1.0 - 3e-15, 1.0], (1.0, 1.0)),  # equal up to rounding: a padded range, not three "1"s
+    ],
+)
+def test_trend_tick_labels_are_distinct(values: list[float], bounds: tuple[float, float]) -> None:
+    from pytest_neuronprobe.report.trend import TrendPoint, trend_svg
+
+    points = [TrendPoint(f"r{i}", None, "", v, *bounds, True) for i, v in enumerate(values)]
+    ticks = re.findall(r'<text [^>]*text-anchor="end"[^>]*>([^<]*)</text>', trend_svg(points, "live r"))[:3]
+    assert len(set(ticks)) == 3, ticks
+
+
 def test_figures_are_cached_by_their_input(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from pytest_neuronprobe.report import figure_cache
 

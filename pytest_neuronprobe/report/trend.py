@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from pytest_neuronprobe.core.formatting import format_interval, format_short
+from pytest_neuronprobe.core.formatting import format_distinct, format_interval, format_short
 from pytest_neuronprobe.history import HistoryEntry, head_stamp
 from pytest_neuronprobe.report.markup import esc
 from pytest_neuronprobe.report.overview import METRIC_LABELS, REPORT_METRICS, metrics_of, run_error
@@ -69,7 +69,8 @@ def trend_points(runs: Sequence[RunData], history: Sequence[HistoryEntry], metri
 def _y_range(points: Sequence[TrendPoint]) -> tuple[float, float]:
     ys = [y for p in points for y in (p.value, p.ci_low, p.ci_high) if y is not None]
     low, high = min(ys), max(ys)
-    pad = (high - low) * 0.08 or max(abs(high) * 0.05, 0.01)
+    span = high - low if high - low > 1e-9 * max(1.0, abs(high)) else 0.0  # rounding noise is no range
+    pad = span * 0.08 or max(abs(high) * 0.05, 0.01)
     return low - pad, high + pad
 
 
@@ -97,10 +98,11 @@ def trend_svg(points: Sequence[TrendPoint], metric: str) -> str:
         return TOP + plot_h * (1 - (v - y0) / (y1 - y0))
 
     parts = [f'<rect x="{LEFT}" y="{TOP}" width="{plot_w}" height="{plot_h}" fill="#fbfcfd" stroke="#d0d7de"/>']
-    for v in (y0 + (y1 - y0) * f for f in (0.1, 0.5, 0.9)):
+    ticks = [y0 + (y1 - y0) * f for f in (0.1, 0.5, 0.9)]
+    for v in ticks:
         parts.append(
             f'<text x="{LEFT - 4}" y="{y(v) + 4:.1f}" text-anchor="end" font-size="10" fill="#57606a">'
-            f"{esc(format_short(v, 2))}</text>"
+            f"{esc(format_distinct(v, *ticks))}</text>"
             f'<line x1="{LEFT}" x2="{LEFT + plot_w}" y1="{y(v):.1f}" y2="{y(v):.1f}" stroke="#eaeef2"/>'
         )
     line = " ".join(f"{x(i):.1f},{y(p.value):.1f}" for i, p in enumerate(points) if p.value is not None)
